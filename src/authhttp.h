@@ -1,0 +1,54 @@
+/*
+ * authhttp: nginx's auth_http protocol, without I/O: the URL forms,
+ * the escaping of user and password, the request headers and the
+ * parsing of the response headers.  auth.c drives it with libcurl.
+ */
+
+#ifndef AUTHHTTP_H
+#define AUTHHTTP_H
+
+#include <stddef.h>
+
+#include "imaprelayd.h"
+
+#define AUTHHTTP_MAX_RESPONSE	16384	/* header bytes accepted */
+
+/*
+ * Parse an auth_http URL: "host[:port][/uri]", "http://host[:port][/uri]",
+ * "https://...", "unix:/path[:/uri]".  Fills everything but addr (the
+ * caller resolves host).  0 ok, -1 with a reason in err.
+ */
+int	authhttp_parse_url(const char *, struct auth_url *, char *, size_t);
+
+/* nginx's NGX_ESCAPE_MAIL_AUTH: CTLs, SP and % as %XX; -1 if too small */
+int	authhttp_escape(char *, size_t, const char *, size_t);
+
+/* the response, as far as parsed */
+struct authhttp_reply {
+	char		 status[512];	/* Auth-Status value */
+	int		 status_set;
+	char		 server[NAME_MAX_LEN];
+	int		 server_set;
+	char		 port[16];
+	int		 port_set;
+	char		 user[1024];
+	int		 user_set;
+	char		 pass[1024];
+	int		 pass_set;
+	unsigned int	 wait;		/* Auth-Wait */
+	int		 wait_set;
+	size_t		 total;		/* bytes seen, for the limit */
+	char		 error[128];	/* why parsing failed */
+};
+
+void	authhttp_reply_init(struct authhttp_reply *);
+/* one header line (status line or "Name: value", CRLF optional): 0/-1 */
+int	authhttp_parse_header(struct authhttp_reply *, const char *, size_t);
+/*
+ * After the last header: decide.  Fills res (status, server, wait)
+ * and returns AUTH_STATUS_*, or -2 for Auth-Status: WAIT.
+ * needpass: the method gave no cleartext (CRAM-MD5, EXTERNAL).
+ */
+int	authhttp_finish(struct authhttp_reply *, int, struct auth_result *);
+
+#endif /* AUTHHTTP_H */

@@ -1,0 +1,866 @@
+/*
+ * imaprelayd: the privileged parent.
+ *
+ * It parses the configuration, binds the listening sockets, and
+ * fork+execs the children: one auth process and the imap workers.  It
+ * hands them their configuration and sockets over imsg, restarts
+ * children that die, reloads on SIGHUP and drains on SIGTERM.  It never
+ * parses a byte that came from the network.
+ *
+ * Children belong to a generation: the configuration they were started
+ * with.  A reload starts a new generation and drains the old one, so
+ * established sessions keep running on the configuration they began
+ * with while new clients get the new one.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "imaprelayd.h"
+
+#define SHUTDOWN_GRACE_SEC	10	/* SIGTERM: sessions may finish */
+#define RESPAWN_BACKOFF_SEC	1	/* a child that keeps dying */
+
+enum child_kind {
+	CHILD_AUTH,
+	CHILD_IMAP
+};
+
+struct generation;
+
+struct child {
+	TAILQ_ENTRY(child)	 entry;
+	pid_t			 pid;
+	enum child_kind		 kind;
+	uint32_t		 id;		/* worker id, auth channels */
+	struct generation	*gen;
+	struct imsgev		 iev;
+	int			 ready;
+	int			 sessions;	/* open client sessions */
+	int			 accepted;	/* connection mode: not spare */
+	int			 draining;
+};
+TAILQ_HEAD(child_list, child);
+
+struct generation {
+	TAILQ_ENTRY(generation)	 entry;
+	uint32_t		 id;
+	struct config		*conf;
+	struct child		*auth;
+	int			 draining;
+	int			 nworkers;	/* shared mode target */
+	unsigned int		 cap;		/* concurrent clients */
+};
+TAILQ_HEAD(generation_list, generation);
+
+static struct child_list	 children = TAILQ_HEAD_INITIALIZER(children);
+static struct generation_list	 generations =
+    TAILQ_HEAD_INITIALIZER(generations);
+static struct generation	*current;
+
+static const char	*conffile = IMAPRELAYD_CONF;
+static const char	*self_path;
+static int		 debug;
+static int		 verbose;
+static int		 log_fd = -1;
+static int		 shutting_down;
+static int		 started;	/* "startup" logged */
+static int		 overloaded;
+static uint32_t		 next_child_id = 1;
+static uint32_t		 next_gen_id = 1;
+static struct event	 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
+static struct event	 ev_shutdown, ev_respawn;
+
+__attribute__((noreturn)) static void usage(void);
+static void	 parent_sig_handler(int, short, void *);
+static void	 parent_dispatch_child(int, short, void *);
+static struct child *child_spawn(struct generation *, enum child_kind);
+static void	 child_give_auth_channel(struct child *, struct child *);
+static void	 generation_fill(struct generation *);
+static void	 generation_drain(struct generation *);
+static void	 parent_check_overload(void);
+static void	 parent_shutdown_check(void);
+
+static void
+usage(void)
+{
+	extern char	*__progname;
+
+	fprintf(stderr, "usage: %s [-dnv] [-f file]\n", __progname);
+	exit(1);
+}
+
+/* the path to re-exec ourselves for each child */
+static const char *
+find_self_path(const char *argv0)
+{
+	static char	 path[PATH_MAX];
+	ssize_t		 n;
+
+	n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	if (n > 0) {
+		path[n] = '\0';
+		return (path);
+	}
+	if (argv0[0] == '/')
+		return (argv0);
+	if (strchr(argv0, '/') != NULL && realpath(argv0, path) != NULL)
+		return (path);
+	fatalx("need an absolute path to re-exec, run as %s from PATH "
+	    "with its full name", argv0);
+}
+
+static int
+worker_count(struct config *conf)
+{
+	long	 ncpu;
+
+	if (conf->worker_processes > 0)
+		return (conf->worker_processes);
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	return (ncpu > 0 ? (int)ncpu : 1);
+}
+
+static int
+listen_same(struct listen_conf *a, struct listen_conf *b)
+{
+	return (a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0);
+}
+
+static void
+listen_setopts(struct listen_conf *lc, int s)
+{
+	int	 on = 1;
+
+	if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
+		fatal("setsockopt SO_REUSEADDR");
+	if (lc->ss.ss_family == AF_INET6 && lc->ipv6only != -1 &&
+	    setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &lc->ipv6only,
+	    sizeof(lc->ipv6only)) == -1)
+		fatal("setsockopt IPV6_V6ONLY");
+	if (lc->rcvbuf > 0 && setsockopt(s, SOL_SOCKET, SO_RCVBUF,
+	    &lc->rcvbuf, sizeof(lc->rcvbuf)) == -1)
+		log_warn("%s: setsockopt SO_RCVBUF", lc->name);
+	if (lc->sndbuf > 0 && setsockopt(s, SOL_SOCKET, SO_SNDBUF,
+	    &lc->sndbuf, sizeof(lc->sndbuf)) == -1)
+		log_warn("%s: setsockopt SO_SNDBUF", lc->name);
+	if (lc->keepalive == 1 && setsockopt(s, SOL_SOCKET, SO_KEEPALIVE,
+	    &on, sizeof(on)) == -1)
+		log_warn("%s: setsockopt SO_KEEPALIVE", lc->name);
+#ifdef TCP_KEEPIDLE
+	if (lc->keepalive == 1 && lc->keepidle > 0)
+		setsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, &lc->keepidle,
+		    sizeof(lc->keepidle));
+	if (lc->keepalive == 1 && lc->keepintvl > 0)
+		setsockopt(s, IPPROTO_TCP, TCP_KEEPINTVL, &lc->keepintvl,
+		    sizeof(lc->keepintvl));
+	if (lc->keepalive == 1 && lc->keepcnt > 0)
+		setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &lc->keepcnt,
+		    sizeof(lc->keepcnt));
+#endif
+}
+
+/*
+ * Bind every listen of conf, reusing the sockets of old (the running
+ * configuration) for addresses both have, so a reload never refuses a
+ * client.  Returns -1 with the reason logged if one cannot be bound.
+ */
+static int
+listen_bind_all(struct config *conf, struct config *old)
+{
+	struct listen_conf	*lc, *olc;
+	int			 s;
+
+	TAILQ_FOREACH(lc, &conf->listens, entry) {
+		lc->fd = -1;
+		if (old != NULL) {
+			TAILQ_FOREACH(olc, &old->listens, entry) {
+				if (olc->fd != -1 && listen_same(lc, olc)) {
+					lc->fd = olc->fd;
+					olc->fd = -1;
+					break;
+				}
+			}
+		}
+		if (lc->fd != -1)
+			continue;
+		s = socket(lc->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (s == -1) {
+			log_warn("listen %s: socket", lc->name);
+			return (-1);
+		}
+		listen_setopts(lc, s);
+		if (bind(s, (struct sockaddr *)&lc->ss, lc->sslen) == -1) {
+			log_warn("listen %s: bind", lc->name);
+			close(s);
+			return (-1);
+		}
+		if (listen(s, lc->backlog > 0 ? lc->backlog : 511) == -1) {
+			log_warn("listen %s", lc->name);
+			close(s);
+			return (-1);
+		}
+		lc->fd = s;
+	}
+	return (0);
+}
+
+static void
+listen_close_all(struct config *conf)
+{
+	struct listen_conf	*lc;
+
+	TAILQ_FOREACH(lc, &conf->listens, entry) {
+		if (lc->fd != -1)
+			close(lc->fd);
+		lc->fd = -1;
+	}
+}
+
+static void
+open_error_log(struct config *conf)
+{
+	int	 fd;
+
+	if (debug || conf->error_log[0] == '\0' ||
+	    strncmp(conf->error_log, "syslog", 6) == 0)
+		return;
+	if (strcmp(conf->error_log, "stderr") == 0)
+		fd = dup(STDERR_FILENO);
+	else
+		fd = open(conf->error_log, O_WRONLY | O_APPEND | O_CREAT |
+		    O_CLOEXEC, 0640);
+	if (fd == -1) {
+		log_warn("error_log %s", conf->error_log);
+		return;
+	}
+	if (log_fd != -1)
+		close(log_fd);
+	log_fd = fd;
+	log_setfd(fd);
+}
+
+static void
+write_pidfile(struct config *conf)
+{
+	FILE	*fp;
+
+	if (conf->pid[0] == '\0')
+		return;
+	if ((fp = fopen(conf->pid, "w")) == NULL) {
+		log_warn("pid %s", conf->pid);
+		return;
+	}
+	fprintf(fp, "%d\n", (int)getpid());
+	fclose(fp);
+}
+
+static struct generation *
+generation_new(struct config *conf)
+{
+	struct generation	*gen;
+
+	if ((gen = calloc(1, sizeof(*gen))) == NULL)
+		fatal("calloc");
+	gen->id = next_gen_id++;
+	gen->conf = conf;
+	gen->nworkers = worker_count(conf);
+	gen->cap = (unsigned int)gen->nworkers * conf->worker_connections;
+	TAILQ_INSERT_TAIL(&generations, gen, entry);
+	return (gen);
+}
+
+static int
+generation_children(struct generation *gen)
+{
+	struct child	*c;
+	int		 n = 0;
+
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->gen == gen)
+			n++;
+	return (n);
+}
+
+/* an old generation is gone once its last child has exited */
+static void
+generation_reap(struct generation *gen)
+{
+	if (gen == current || generation_children(gen) > 0)
+		return;
+	TAILQ_REMOVE(&generations, gen, entry);
+	listen_close_all(gen->conf);
+	config_free(gen->conf);
+	free(gen);
+}
+
+/*
+ * Fork and re-exec ourselves as a child, its channel to us on fd 3
+ * and the error_log file, if any, on fd 4.  A fresh exec gives every
+ * child a fresh address space: no copy of the parent's memory.
+ */
+static pid_t
+child_exec(enum child_kind kind, int chan, struct config *conf)
+{
+	char	*argv[12];
+	int	 argc = 0, i;
+	pid_t	 pid;
+
+	switch (pid = fork()) {
+	case -1:
+		return (-1);
+	case 0:
+		break;
+	default:
+		return (pid);
+	}
+	if (dup2(chan, PROC_PARENT_FD) == -1)
+		fatal("dup2");
+	if (log_fd != -1 && dup2(log_fd, PROC_LOG_FD) == -1)
+		fatal("dup2");
+	closefrom(log_fd != -1 ? PROC_LOG_FD + 1 : PROC_PARENT_FD + 1);
+	argv[argc++] = (char *)self_path;
+	argv[argc++] = "-P";
+	argv[argc++] = kind == CHILD_AUTH ? "auth" : "imap";
+	argv[argc++] = "-u";
+	argv[argc++] = conf->user;
+	if (debug)
+		argv[argc++] = "-d";
+	if (log_fd != -1)
+		argv[argc++] = "-L";
+	for (i = 0; i < verbose && i < 2; i++)
+		argv[argc++] = "-v";
+	argv[argc] = NULL;
+	execv(self_path, argv);
+	fatal("execv %s", self_path);
+}
+
+static struct child *
+child_spawn(struct generation *gen, enum child_kind kind)
+{
+	struct child	*c;
+	int		 sp[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, PF_UNSPEC,
+	    sp) == -1) {
+		log_warn("socketpair");
+		return (NULL);
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		fatal("calloc");
+	c->kind = kind;
+	c->gen = gen;
+	c->id = next_child_id++;
+	if ((c->pid = child_exec(kind, sp[1], gen->conf)) == -1) {
+		log_warn("fork");
+		close(sp[0]);
+		close(sp[1]);
+		free(c);
+		return (NULL);
+	}
+	close(sp[1]);
+	set_nonblock(sp[0]);
+	imsgev_init(&c->iev, sp[0], parent_dispatch_child, c);
+	TAILQ_INSERT_TAIL(&children, c, entry);
+	config_send(&c->iev, gen->conf, kind == CHILD_IMAP);
+	if (kind == CHILD_AUTH)
+		gen->auth = c;
+	else if (gen->auth != NULL)
+		child_give_auth_channel(gen->auth, c);
+	if (kind == CHILD_IMAP && overloaded && gen == current)
+		imsgev_compose(&c->iev, IMSG_CTL_OVERLOAD, 0, -1,
+		    &overloaded, sizeof(overloaded));
+	log_debug("started %s pid %d", kind == CHILD_AUTH ? "auth" :
+	    "imap worker", (int)c->pid);
+	return (c);
+}
+
+/* one socketpair per worker: the worker talks to auth directly */
+static void
+child_give_auth_channel(struct child *auth, struct child *worker)
+{
+	int	 sp[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, PF_UNSPEC,
+	    sp) == -1) {
+		log_warn("socketpair");
+		return;
+	}
+	imsgev_compose(&auth->iev, IMSG_CTL_AUTH_CHANNEL, worker->id, sp[0],
+	    &worker->id, sizeof(worker->id));
+	imsgev_compose(&worker->iev, IMSG_CTL_AUTH_CHANNEL, worker->id, sp[1],
+	    &worker->id, sizeof(worker->id));
+}
+
+static int
+generation_spares(struct generation *gen)
+{
+	struct child	*c;
+	int		 n = 0;
+
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->gen == gen && c->kind == CHILD_IMAP &&
+		    !c->accepted && !c->draining)
+			n++;
+	return (n);
+}
+
+/*
+ * Bring a generation to strength: its auth process, and either the
+ * spare per-connection workers or the shared workers.
+ */
+static void
+generation_fill(struct generation *gen)
+{
+	struct config	*conf = gen->conf;
+	int		 want, have;
+
+	if (shutting_down || gen->draining)
+		return;
+	if (gen->auth == NULL && child_spawn(gen, CHILD_AUTH) == NULL)
+		goto later;
+	want = conf->isolation == ISOLATION_CONNECTION ?
+	    (int)conf->spare_workers : gen->nworkers;
+	if (want < 1)
+		want = 1;
+	for (have = generation_spares(gen); have < want; have++)
+		if (child_spawn(gen, CHILD_IMAP) == NULL)
+			goto later;
+	return;
+ later:
+	if (!evtimer_pending(&ev_respawn, NULL)) {
+		struct timeval	 tv = { RESPAWN_BACKOFF_SEC, 0 };
+
+		evtimer_add(&ev_respawn, &tv);
+	}
+}
+
+static void
+parent_respawn(int fd, short event, void *arg)
+{
+	if (current != NULL)
+		generation_fill(current);
+}
+
+static void
+child_drain(struct child *c)
+{
+	if (c->draining)
+		return;
+	c->draining = 1;
+	imsgev_compose(&c->iev, IMSG_CTL_DRAIN, 0, -1, NULL, 0);
+}
+
+static void
+generation_drain(struct generation *gen)
+{
+	struct child	*c;
+
+	gen->draining = 1;
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->gen == gen)
+			child_drain(c);
+}
+
+static int
+active_sessions(void)
+{
+	struct child	*c;
+	int		 n = 0;
+
+	TAILQ_FOREACH(c, &children, entry)
+		n += c->sessions;
+	return (n);
+}
+
+/*
+ * In connection mode the cap is global and only we can count: tell
+ * the spares whether a new client must be turned away with a BYE.
+ */
+static void
+parent_check_overload(void)
+{
+	struct child	*c;
+	int		 over;
+
+	if (current == NULL ||
+	    current->conf->isolation != ISOLATION_CONNECTION)
+		return;
+	over = active_sessions() >= (int)current->cap;
+	if (over == overloaded)
+		return;
+	overloaded = over;
+	if (over)
+		log_warnx("%d clients: at the cap, new clients are refused",
+		    active_sessions());
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->kind == CHILD_IMAP && !c->accepted && !c->draining)
+			imsgev_compose(&c->iev, IMSG_CTL_OVERLOAD, 0, -1,
+			    &overloaded, sizeof(overloaded));
+}
+
+static void
+parent_check_startup(void)
+{
+	struct child	*c;
+
+	if (started || current == NULL)
+		return;
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->gen == current && !c->ready)
+			return;
+	started = 1;
+	log_info("startup");
+}
+
+static void
+parent_dispatch_child(int fd, short event, void *arg)
+{
+	struct imsgev	*iev = arg;
+	struct child	*c = iev->data;
+	struct imsg	 imsg;
+	ssize_t		 n;
+
+	if (event & EV_READ) {
+		if ((n = imsgbuf_read(&iev->ibuf)) == -1 || n == 0) {
+			/* it is exiting; SIGCHLD does the rest */
+			event_del(&iev->ev);
+			return;
+		}
+	}
+	if (event & EV_WRITE) {
+		if (imsgbuf_write(&iev->ibuf) == -1) {
+			event_del(&iev->ev);
+			return;
+		}
+	}
+	for (;;) {
+		if ((n = imsg_get(&iev->ibuf, &imsg)) == -1)
+			fatal("imsg_get");
+		if (n == 0)
+			break;
+		switch (imsg_get_type(&imsg)) {
+		case IMSG_CTL_READY:
+			c->ready = 1;
+			parent_check_startup();
+			break;
+		case IMSG_CTL_ACCEPTED:
+			c->sessions++;
+			if (c->kind == CHILD_IMAP && c->gen->conf->isolation ==
+			    ISOLATION_CONNECTION && !c->accepted) {
+				c->accepted = 1;
+				generation_fill(c->gen);
+			}
+			parent_check_overload();
+			break;
+		case IMSG_CTL_CLOSED:
+			if (c->sessions > 0)
+				c->sessions--;
+			parent_check_overload();
+			break;
+		default:
+			fatalx("%s: unexpected imsg %d from pid %d", __func__,
+			    imsg_get_type(&imsg), (int)c->pid);
+		}
+		imsg_free(&imsg);
+	}
+	imsgev_add(iev);
+}
+
+static struct child *
+child_find(pid_t pid)
+{
+	struct child	*c;
+
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->pid == pid)
+			return (c);
+	return (NULL);
+}
+
+/* auth died: a new one, and a fresh channel to it for every worker */
+static void
+auth_restart(struct generation *gen)
+{
+	struct child	*c;
+
+	gen->auth = NULL;
+	if (shutting_down || generation_children(gen) == 0)
+		return;
+	if (gen->draining && gen != current) {
+		/* its workers may still have clients logging in */
+		if (child_spawn(gen, CHILD_AUTH) == NULL)
+			return;
+		child_drain(gen->auth);
+	} else if (child_spawn(gen, CHILD_AUTH) == NULL) {
+		generation_fill(gen);
+		return;
+	}
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->gen == gen && c->kind == CHILD_IMAP)
+			child_give_auth_channel(gen->auth, c);
+}
+
+static void
+child_exited(struct child *c, int status)
+{
+	struct generation	*gen = c->gen;
+	const char		*what = c->kind == CHILD_AUTH ? "auth process" :
+				    "imap worker";
+	int			 abnormal;
+
+	abnormal = WIFSIGNALED(status) || (WIFEXITED(status) &&
+	    WEXITSTATUS(status) != 0);
+	if (WIFSIGNALED(status))
+		log_warnx("%s pid %d killed by signal %d%s", what,
+		    (int)c->pid, WTERMSIG(status),
+		    shutting_down || c->draining ? "" : ", restarting");
+	else if (abnormal)
+		log_warnx("%s pid %d exited with status %d%s", what,
+		    (int)c->pid, WEXITSTATUS(status),
+		    shutting_down || c->draining ? "" : ", restarting");
+	else
+		log_debug("%s pid %d exited", what, (int)c->pid);
+
+	TAILQ_REMOVE(&children, c, entry);
+	if (c->iev.ibuf.fd != -1)
+		imsgev_clear(&c->iev);
+	free(c);
+
+	if (gen->auth == c)
+		auth_restart(gen);
+	else if (!shutting_down && gen == current)
+		generation_fill(gen);
+	parent_check_overload();
+	if (gen != current)
+		generation_reap(gen);
+	parent_shutdown_check();
+}
+
+static void
+parent_reap(void)
+{
+	struct child	*c;
+	pid_t		 pid;
+	int		 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if ((c = child_find(pid)) != NULL)
+			child_exited(c, status);
+	}
+}
+
+static void
+parent_reload(void)
+{
+	struct generation	*old = current;
+	struct config		*conf;
+
+	log_info("reloading configuration from %s", conffile);
+	if ((conf = parse_config(conffile)) == NULL) {
+		log_warnx("reload failed, keeping the running configuration");
+		return;
+	}
+	if (listen_bind_all(conf, old->conf) == -1) {
+		log_warnx("reload failed, keeping the running configuration");
+		/* give back the sockets taken over from the old one */
+		listen_bind_all(old->conf, conf);
+		listen_close_all(conf);
+		config_free(conf);
+		return;
+	}
+	listen_close_all(old->conf);
+	open_error_log(conf);
+	current = generation_new(conf);
+	overloaded = 0;
+	generation_fill(current);
+	generation_drain(old);
+	generation_reap(old);
+	log_info("reloaded configuration from %s", conffile);
+}
+
+static void
+parent_shutdown_check(void)
+{
+	if (!shutting_down || !TAILQ_EMPTY(&children))
+		return;
+	log_info("exiting");
+	if (current != NULL && current->conf->pid[0] != '\0')
+		unlink(current->conf->pid);
+	exit(0);
+}
+
+/* the grace time is over: sessions still open are ended */
+static void
+parent_shutdown_timeout(int fd, short event, void *arg)
+{
+	struct child	*c;
+
+	TAILQ_FOREACH(c, &children, entry)
+		kill(c->pid, SIGTERM);
+}
+
+static void
+parent_shutdown(void)
+{
+	struct generation	*gen;
+	struct timeval		 tv = { SHUTDOWN_GRACE_SEC, 0 };
+
+	if (shutting_down) {
+		parent_shutdown_timeout(-1, 0, NULL);
+		return;
+	}
+	log_info("draining: no new clients, %d sessions open",
+	    active_sessions());
+	shutting_down = 1;
+	TAILQ_FOREACH(gen, &generations, entry) {
+		generation_drain(gen);
+		listen_close_all(gen->conf);
+	}
+	evtimer_set(&ev_shutdown, parent_shutdown_timeout, NULL);
+	evtimer_add(&ev_shutdown, &tv);
+	parent_shutdown_check();
+}
+
+static void
+parent_sig_handler(int sig, short event, void *arg)
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		parent_shutdown();
+		break;
+	case SIGHUP:
+		if (!shutting_down)
+			parent_reload();
+		break;
+	case SIGCHLD:
+		parent_reap();
+		break;
+	}
+}
+
+static void
+check_user(struct config *conf)
+{
+	if (geteuid() != 0) {
+		log_warnx("running as an unprivileged user: no chroot and no "
+		    "privilege drop for the children");
+		return;
+	}
+	if (getpwnam(conf->user) == NULL)
+		fatalx("user %s does not exist: create it (e.g. useradd "
+		    "-r -d /var/empty -s /usr/sbin/nologin %s) or set "
+		    "\"user\" in %s", conf->user, conf->user, conffile);
+}
+
+static __attribute__((noreturn)) void
+child_main(const char *proc, const char *user, int logfd)
+{
+	if (logfd)
+		log_setfd(PROC_LOG_FD);
+	if (strcmp(proc, "auth") == 0)
+		auth_main(debug, verbose, user);
+	if (strcmp(proc, "imap") == 0)
+		imap_main(debug, verbose, user);
+	fatalx("unknown process %s", proc);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct config	*conf;
+	const char	*proc = NULL, *user = IMAPRELAYD_USER;
+	int		 ch, noaction = 0, logfd = 0;
+
+	log_init(1, LOG_DAEMON);	/* errors to stderr until we run */
+	while ((ch = getopt(argc, argv, "df:LnP:u:v")) != -1) {
+		switch (ch) {
+		case 'd':
+			debug = 1;
+			break;
+		case 'f':
+			conffile = optarg;
+			break;
+		case 'L':
+			logfd = 1;
+			break;
+		case 'n':
+			noaction = 1;
+			break;
+		case 'P':
+			proc = optarg;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	signal(SIGPIPE, SIG_IGN);
+
+	if (proc != NULL) {
+		log_init(debug, LOG_DAEMON);
+		log_setverbose(verbose + debug);
+		child_main(proc, user, logfd);
+	}
+
+	if ((conf = parse_config(conffile)) == NULL)
+		exit(1);
+	if (noaction) {
+		fprintf(stderr, "configuration OK\n");
+		exit(0);
+	}
+	self_path = find_self_path(argv[0]);
+	check_user(conf);
+	if (listen_bind_all(conf, NULL) == -1)
+		exit(1);
+
+	log_init(debug, LOG_DAEMON);
+	log_setverbose(verbose + debug);
+	open_error_log(conf);
+	if (!debug && daemon(0, 0) == -1)
+		fatal("daemon");
+	setproctitle("parent");
+	write_pidfile(conf);
+
+	event_init();
+	signal_set(&ev_sigterm, SIGTERM, parent_sig_handler, NULL);
+	signal_set(&ev_sigint, SIGINT, parent_sig_handler, NULL);
+	signal_set(&ev_sighup, SIGHUP, parent_sig_handler, NULL);
+	signal_set(&ev_sigchld, SIGCHLD, parent_sig_handler, NULL);
+	signal_add(&ev_sigterm, NULL);
+	signal_add(&ev_sigint, NULL);
+	signal_add(&ev_sighup, NULL);
+	signal_add(&ev_sigchld, NULL);
+	evtimer_set(&ev_respawn, parent_respawn, NULL);
+
+	current = generation_new(conf);
+	generation_fill(current);
+	sandbox_parent();
+
+	event_dispatch();
+	fatalx("event loop ended");
+}

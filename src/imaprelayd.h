@@ -1,0 +1,265 @@
+/*
+ * imaprelayd: shared declarations of every process.
+ *
+ * Payloads exchanged over imsg are fixed-size structs (strings in
+ * fixed arrays, always NUL-terminated by the receiver) plus, where a
+ * value is unbounded, a length-counted tail.  Never pointers.
+ */
+
+#ifndef IMAPRELAYD_H
+#define IMAPRELAYD_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <limits.h>
+
+#include <imsg.h>
+
+#define IMAPRELAYD_CONF		"/etc/imaprelayd.conf"
+#define IMAPRELAYD_USER		"_imaprelayd"
+#define IMAPRELAYD_CHROOT	"/var/empty"
+#define PROC_PARENT_FD		3	/* a child's imsg channel to the parent */
+#define PROC_LOG_FD		4	/* error_log file, when one is set */
+
+#define NAME_MAX_LEN		256	/* server_name, host names */
+#define URL_MAX_LEN		1024
+#define CAPS_MAX_LEN		1024
+#define HEADER_NAME_LEN		128
+#define HEADER_VALUE_LEN	1024
+#define ADDR_STR_LEN		(INET6_ADDRSTRLEN + 8)	/* "[addr]:port" */
+
+/* imap_auth mechanisms, in the fixed order they are advertised */
+#define MECH_PLAIN		0x01
+#define MECH_LOGIN		0x02
+#define MECH_CRAM_MD5		0x04
+#define MECH_EXTERNAL		0x08
+
+enum isolation {
+	ISOLATION_CONNECTION = 0,	/* one worker process per client */
+	ISOLATION_SHARED		/* worker_processes workers, many each */
+};
+
+/*
+ * Configuration.  The parent parses the file into a struct config and
+ * sends it to every child (config.c); children get no file access.
+ */
+
+struct listen_conf {
+	TAILQ_ENTRY(listen_conf)	 entry;
+	uint32_t			 server_id;
+	struct sockaddr_storage		 ss;
+	socklen_t			 sslen;
+	char				 name[ADDR_STR_LEN];	/* for logs */
+	int				 backlog;	/* -1: default 511 */
+	int				 rcvbuf;	/* -1: unset */
+	int				 sndbuf;	/* -1: unset */
+	int				 keepalive;	/* -1 unset, 0 off, 1 on */
+	int				 keepidle;	/* seconds, 0: system */
+	int				 keepintvl;
+	int				 keepcnt;
+	int				 bind;
+	int				 ipv6only;	/* -1 unset */
+	int				 ssl;		/* reserved for tls.c */
+	int				 fd;		/* parent: bound socket */
+	const char			*file;		/* parent: for errors */
+	int				 line;
+};
+TAILQ_HEAD(listen_list, listen_conf);
+
+struct auth_header {
+	TAILQ_ENTRY(auth_header)	 entry;
+	uint32_t			 server_id;
+	char				 name[HEADER_NAME_LEN];
+	char				 value[HEADER_VALUE_LEN];
+};
+TAILQ_HEAD(auth_header_list, auth_header);
+
+/* where auth_http points, parsed and resolved by the parent */
+struct auth_url {
+	char		 url[URL_MAX_LEN];	/* as given in the config */
+	char		 curl_url[URL_MAX_LEN];	/* the URL handed to libcurl */
+	char		 unix_path[108];	/* unix:/path:/uri form */
+	char		 host[NAME_MAX_LEN];	/* for CURLOPT_RESOLVE */
+	int		 port;
+	char		 addr[INET6_ADDRSTRLEN];	/* host resolved */
+	int		 https;
+};
+
+struct server_conf {
+	TAILQ_ENTRY(server_conf)	 entry;
+	uint32_t			 id;
+	char				 server_name[NAME_MAX_LEN];
+	int				 server_name_set;
+	unsigned int			 timeout_ms;		/* 60s */
+	unsigned int			 proxy_timeout_ms;	/* 24h */
+	unsigned int			 auth_http_timeout_ms;	/* 60s */
+	int				 auth_http_set;
+	struct auth_url			 auth_http;
+	struct auth_header_list		 auth_headers;
+	unsigned int			 imap_auth;	/* MECH_* */
+	char				 imap_capabilities[CAPS_MAX_LEN];
+	size_t				 imap_client_buffer;	/* 4k */
+	size_t				 proxy_buffer;		/* 16k */
+	int				 proxy_pass_error_message;
+	unsigned int			 max_errors;		/* 5 */
+	int				 so_keepalive;		/* backend */
+	int				 proxy_pass_set;
+	struct sockaddr_storage		 proxy_pass;
+	socklen_t			 proxy_pass_len;
+	char				 proxy_pass_name[NAME_MAX_LEN + 8];
+};
+TAILQ_HEAD(server_list, server_conf);
+
+struct config {
+	char			 user[LOGIN_NAME_MAX];	/* _imaprelayd */
+	int			 worker_processes;	/* 0: auto (ncpu) */
+	unsigned int		 worker_connections;	/* 512 */
+	enum isolation		 isolation;
+	unsigned int		 spare_workers;	/* preforked idle workers (4) */
+	char			 error_log[PATH_MAX];	/* "" = syslog */
+	int			 log_level;	/* LOG_ERR .. LOG_DEBUG */
+	char			 pid[PATH_MAX];
+	struct server_list	 servers;
+	struct listen_list	 listens;
+};
+
+/* imsg types, grouped by prefix; the comment says who sends to whom */
+enum imsg_type {
+	IMSG_NONE,
+	/* parent -> children: configuration, then IMSG_CFG_DONE */
+	IMSG_CFG_GLOBAL,	/* struct config (lists empty) */
+	IMSG_CFG_SERVER,	/* struct server_conf (list heads zeroed) */
+	IMSG_CFG_AUTH_HEADER,	/* struct auth_header */
+	IMSG_CFG_LISTEN,	/* struct listen_conf + fd (imap only) */
+	IMSG_CFG_DONE,
+	/* parent -> children: control */
+	IMSG_CTL_AUTH_CHANNEL,	/* fd: one end of an imap<->auth pair;
+				   payload uint32_t worker id */
+	IMSG_CTL_OVERLOAD,	/* parent -> imap: int, 1 = at the cap */
+	IMSG_CTL_DRAIN,		/* stop accepting, exit when idle */
+	IMSG_CTL_VERBOSE,	/* int: log verbosity */
+	/* children -> parent */
+	IMSG_CTL_READY,		/* configured, serving */
+	IMSG_CTL_ACCEPTED,	/* imap: a client session started */
+	IMSG_CTL_CLOSED,	/* imap: a client session ended */
+	/* imap <-> auth, over the channel the parent created */
+	IMSG_AUTH_REQUEST,	/* imap -> auth: struct auth_request + tail */
+	IMSG_AUTH_CANCEL,	/* imap -> auth: uint32_t request id */
+	IMSG_AUTH_RESULT,	/* auth -> imap: struct auth_result + tail */
+};
+
+/* how the client authenticated, as sent in Auth-Method */
+enum auth_method {
+	AUTH_METHOD_PLAIN = 0,	/* LOGIN, AUTHENTICATE PLAIN and LOGIN */
+	AUTH_METHOD_CRAM_MD5,
+	AUTH_METHOD_EXTERNAL,
+};
+
+/*
+ * IMSG_AUTH_REQUEST payload.  Followed by user_len bytes of user,
+ * pass_len bytes of password and salt_len bytes of salt (CRAM-MD5).
+ * The password is wiped by both sides as soon as it was used.
+ */
+struct auth_request {
+	uint32_t	 id;		/* chosen by the worker, echoed */
+	uint32_t	 server_id;
+	uint32_t	 method;	/* enum auth_method */
+	uint32_t	 attempt;	/* Auth-Login-Attempt, from 1 */
+	char		 client_ip[INET6_ADDRSTRLEN];
+	uint16_t	 client_port;
+	uint32_t	 user_len;
+	uint32_t	 pass_len;
+	uint32_t	 salt_len;
+};
+
+enum auth_status {
+	AUTH_STATUS_OK = 0,		/* log in to server:port */
+	AUTH_STATUS_FAIL,		/* wrong credentials: text, wait */
+	AUTH_STATUS_UNAVAILABLE,	/* service down, timeout, garbage */
+};
+
+/*
+ * IMSG_AUTH_RESULT payload, followed by user_len bytes of user,
+ * pass_len bytes of password and text_len bytes of the failure text
+ * (Auth-Status) or, for AUTH_STATUS_UNAVAILABLE, the reason for logs.
+ */
+struct auth_result {
+	uint32_t	 id;
+	uint32_t	 status;	/* enum auth_status */
+	uint32_t	 wait;		/* Auth-Wait seconds, 0 = close */
+	uint32_t	 elapsed_ms;	/* time the auth service took */
+	struct sockaddr_storage server;	/* Auth-Server:Auth-Port */
+	socklen_t	 server_len;
+	uint32_t	 user_set;	/* Auth-User given */
+	uint32_t	 pass_set;	/* Auth-Pass given */
+	uint32_t	 user_len;
+	uint32_t	 pass_len;
+	uint32_t	 text_len;
+};
+
+/* a channel to a peer process, driven by libevent */
+struct imsgev {
+	struct imsgbuf	 ibuf;
+	void		(*handler)(int, short, void *);
+	struct event	 ev;
+	void		*data;
+	short		 events;
+};
+
+/* log.c */
+void	log_init(int, int);
+void	log_setfd(int);
+void	log_procinit(const char *);
+void	log_setverbose(int);
+int	log_getverbose(void);
+void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	vlog(int, const char *, va_list) __attribute__((format(printf, 2, 0)));
+__attribute__((noreturn)) void
+	fatal(const char *, ...) __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn)) void
+	fatalx(const char *, ...) __attribute__((format(printf, 1, 2)));
+
+/* parse.c: the configuration language */
+struct config	*parse_config(const char *);	/* NULL: errors logged */
+
+/* config.c: configuration objects and their transfer over imsg */
+struct config	*config_new(void);
+void		 config_free(struct config *);
+struct server_conf *config_server_new(struct config *);
+struct server_conf *config_server_byid(struct config *, uint32_t);
+void		 config_send(struct imsgev *, struct config *, int);
+int		 config_recv(struct config *, struct imsg *);
+
+/* util.c */
+void		 imsgev_init(struct imsgev *, int, void (*)(int, short, void *),
+		    void *);
+void		 imsgev_add(struct imsgev *);
+void		 imsgev_clear(struct imsgev *);
+int		 imsgev_compose(struct imsgev *, uint32_t, uint32_t, int,
+		    const void *, size_t);
+const char	*sockaddr_str(const struct sockaddr *, char *, size_t);
+/* resolve user, chroot (when root and asked), setproctitle, drop ids */
+void		 proc_privdrop(const char *, const char *, int);
+void		 set_nonblock(int);
+
+/* sandbox.c: the last step of every process's setup */
+void		 sandbox_parent(void);
+void		 sandbox_auth(void);
+void		 sandbox_imap(void);
+
+/* auth.c */
+__attribute__((noreturn)) void auth_main(int, int, const char *);
+
+/* imap.c */
+__attribute__((noreturn)) void imap_main(int, int, const char *);
+
+#endif /* IMAPRELAYD_H */
