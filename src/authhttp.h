@@ -15,15 +15,24 @@
 
 /*
  * Parse an auth_http URL: "host[:port][/uri]", "http://host[:port][/uri]",
- * "https://...", "unix:/path[:/uri]".  Fills everything but addr (the
- * caller resolves host).  0 ok, -1 with a reason in err.
+ * "https://...", "unix:/path[:/uri]", IPv6 as "[::1]:8080/auth".  Fills
+ * everything but addr (the caller resolves host; host is stored without
+ * brackets; for unix: host is "localhost", port 80 and nothing is to be
+ * resolved).  0 ok, -1 with a reason in err.
  */
 int	authhttp_parse_url(const char *, struct auth_url *, char *, size_t);
 
-/* nginx's NGX_ESCAPE_MAIL_AUTH: CTLs, SP and % as %XX; -1 if too small */
+/*
+ * nginx's NGX_ESCAPE_MAIL_AUTH: bytes 0x00-0x20 and % as %XX (uppercase),
+ * the rest raw.  NUL-terminates; returns the length, -1 if too small
+ * (3 * srclen + 1 always fits).
+ */
 int	authhttp_escape(char *, size_t, const char *, size_t);
 
-/* the response, as far as parsed */
+/*
+ * The response, as far as parsed.  Values are kept raw: nginx does not
+ * percent-decode Auth-User, Auth-Pass or Auth-Status, nor do we.
+ */
 struct authhttp_reply {
 	char		 status[512];	/* Auth-Status value */
 	int		 status_set;
@@ -42,12 +51,19 @@ struct authhttp_reply {
 };
 
 void	authhttp_reply_init(struct authhttp_reply *);
-/* one header line (status line or "Name: value", CRLF optional): 0/-1 */
+/*
+ * One header line (status line or "Name: value", CRLF optional; the
+ * empty line and "HTTP/..." lines are ignored): 0, or -1 with the
+ * reason in error (sticky: later calls fail too).
+ */
 int	authhttp_parse_header(struct authhttp_reply *, const char *, size_t);
 /*
  * After the last header: decide.  Fills res (status, server, wait)
  * and returns AUTH_STATUS_*, or -2 for Auth-Status: WAIT.
  * needpass: the method gave no cleartext (CRAM-MD5, EXTERNAL).
+ * AUTH_STATUS_UNAVAILABLE: the reason is in reply->error; FAIL: the
+ * text is reply->status; OK: res->server/server_len, user_set, pass_set
+ * (the values in reply->user, reply->pass).
  */
 int	authhttp_finish(struct authhttp_reply *, int, struct auth_result *);
 

@@ -1,0 +1,951 @@
+/*
+ * Copyright (c) 2025 The imaprelayd authors
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * The auth process: imap workers ask it whether a login is good and
+ * where the user's backend is; it asks the auth_http service (nginx's
+ * protocol) with the libcurl multi interface, driven by libevent, so
+ * that any number of requests are in flight and connections to the
+ * service are kept alive between them.  It never resolves a name: the
+ * parent resolved the auth_http host and CURLOPT_RESOLVE pins it.
+ */
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "imaprelayd.h"
+#include "authhttp.h"
+
+#define AUTH_MAX_WAIT_ROUNDS	16	/* Auth-Status: WAIT re-queries */
+#define AUTH_MAX_BODY		65536	/* response body bytes discarded */
+#define AUTH_MAXCONNECTS	64	/* idle connections kept alive */
+#define AUTH_MAX_CA		(4 * 1024 * 1024)
+
+/* one imap worker's channel */
+struct auth_chan {
+	TAILQ_ENTRY(auth_chan)	 entry;
+	struct imsgev		 iev;
+	uint32_t		 worker_id;
+};
+TAILQ_HEAD(auth_chan_list, auth_chan);
+
+/* one login question, from its IMSG_AUTH_REQUEST to its answer */
+struct auth_req {
+	TAILQ_ENTRY(auth_req)	 entry;
+	struct auth_chan	*chan;
+	struct auth_request	 hdr;		/* lens, ids, client ip */
+	char			*user;		/* NUL-terminated copies */
+	char			*pass;
+	char			*salt;
+	struct timespec		 start;
+	unsigned int		 rounds;	/* WAIT answers so far */
+	struct event		 waitev;
+	int			 waiting;
+	/* the transfer in progress */
+	CURL			*easy;
+	struct curl_slist	*headers;
+	struct curl_slist	*resolve;
+	struct authhttp_reply	 reply;
+	int			 hdr_error;
+	size_t			 body;
+	char			 service[NAME_MAX_LEN + 16];
+	unsigned int		 timeout_ms;
+	char			 errbuf[CURL_ERROR_SIZE];
+};
+TAILQ_HEAD(auth_req_list, auth_req);
+
+/* a socket libcurl asked us to watch */
+struct auth_sock {
+	struct event		 ev;
+	curl_socket_t		 fd;
+};
+
+static struct imsgev		 iev_parent;
+static struct config		*conf;		/* the one in effect */
+static struct config		*newconf;	/* the one being received */
+static struct auth_chan_list	 chans = TAILQ_HEAD_INITIALIZER(chans);
+static struct auth_req_list	 reqs = TAILQ_HEAD_INITIALIZER(reqs);
+static CURLM			*multi;
+static struct event		 curl_timer;
+static int			 draining;
+#if LIBCURL_VERSION_NUM >= 0x074d00
+static struct curl_blob		 ca_blob;	/* read before the chroot */
+#endif
+
+static void	auth_dispatch_parent(int, short, void *);
+static void	auth_dispatch_imap(int, short, void *);
+static void	auth_chan_new(int, uint32_t);
+static void	auth_chan_free(struct auth_chan *);
+static void	auth_check_drain(void);
+static int	auth_request_recv(struct auth_chan *, struct imsg *);
+static void	auth_cancel_recv(struct auth_chan *, struct imsg *);
+static void	auth_req_start(struct auth_req *);
+static int	auth_req_issue(struct auth_req *);
+static int	auth_req_setopt(struct auth_req *, struct auth_url *);
+static int	auth_req_headers(struct auth_req *, struct server_conf *);
+static int	hdr_add_escaped(struct curl_slist **, const char *,
+		    const char *, size_t);
+static char	*tail_copy(const uint8_t *, size_t);
+static const char *user_log(const char *, char *, size_t);
+static void	auth_req_done(struct auth_req *, CURLcode);
+static void	auth_req_wait(int, short, void *);
+static void	auth_req_cleanup(struct auth_req *);
+static void	auth_req_free(struct auth_req *);
+static void	auth_reply(struct auth_req *, struct auth_result *,
+		    const char *, const char *, const char *);
+static void	auth_unavailable(struct auth_req *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static int	hdr_add(struct curl_slist **, const char *, const char *);
+static void	slist_free_wipe(struct curl_slist *);
+static void	load_ca(void);
+static int	curl_sock_cb(CURL *, curl_socket_t, int, void *, void *);
+static int	curl_timer_cb(CURLM *, long, void *);
+static void	curl_sock_event(int, short, void *);
+static void	curl_timer_event(int, short, void *);
+static void	curl_check_info(void);
+static size_t	curl_header_cb(char *, size_t, size_t, void *);
+static size_t	curl_body_cb(char *, size_t, size_t, void *);
+
+void
+auth_main(int debug, int verbose, const char *user)
+{
+	log_procinit("auth");
+
+	/* libcurl reads its own files (and the CA bundle) only here */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+		fatalx("curl_global_init failed");
+	load_ca();
+
+	proc_privdrop(user, "auth", 1);
+
+	event_init();
+	signal(SIGPIPE, SIG_IGN);
+	if ((multi = curl_multi_init()) == NULL)
+		fatalx("curl_multi_init failed");
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, curl_sock_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)AUTH_MAXCONNECTS);
+	evtimer_set(&curl_timer, curl_timer_event, NULL);
+
+	imsgev_init(&iev_parent, PROC_PARENT_FD, auth_dispatch_parent, NULL);
+	sandbox_auth();
+
+	event_dispatch();
+	fatalx("event loop ended");
+}
+
+/*
+ * The CA bundle libcurl would read lazily, loaded now: after the chroot
+ * it is out of reach.  Without it https verification fails, loudly.
+ */
+static void
+load_ca(void)
+{
+#if LIBCURL_VERSION_NUM >= 0x074d00	/* CURLOPT_CAINFO_BLOB, 7.77 */
+	curl_version_info_data	*vi;
+	struct stat		 st;
+	const char		*path;
+	char			*buf;
+	int			 fd;
+
+	vi = curl_version_info(CURLVERSION_NOW);
+	if ((path = vi->cainfo) == NULL)
+		return;
+	if ((fd = open(path, O_RDONLY)) == -1) {
+		log_debug("%s: %s: %s", __func__, path, strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) == -1 || st.st_size <= 0 ||
+	    st.st_size > AUTH_MAX_CA || (buf = malloc(st.st_size)) == NULL) {
+		close(fd);
+		return;
+	}
+	if (read(fd, buf, st.st_size) != st.st_size) {
+		log_debug("%s: short read of %s", __func__, path);
+		free(buf);
+		close(fd);
+		return;
+	}
+	close(fd);
+	ca_blob.data = buf;
+	ca_blob.len = st.st_size;
+	ca_blob.flags = CURL_BLOB_NOCOPY;
+#endif
+}
+
+static void
+auth_dispatch_parent(int fd, short event, void *arg)
+{
+	struct imsgev	*iev = arg;
+	struct imsg	 imsg;
+	ssize_t		 n;
+	int		 cfd, verbose;
+	uint32_t	 id;
+
+	if (event & EV_READ) {
+		if ((n = imsgbuf_read(&iev->ibuf)) == -1)
+			fatal("imsgbuf_read");
+		if (n == 0) {
+			log_debug("parent went away");
+			exit(0);
+		}
+	}
+	if (event & EV_WRITE) {
+		if (imsgbuf_write(&iev->ibuf) == -1) {
+			log_debug("parent went away");
+			exit(0);
+		}
+	}
+	for (;;) {
+		if ((n = imsg_get(&iev->ibuf, &imsg)) == -1)
+			fatal("imsg_get");
+		if (n == 0)
+			break;
+		switch (imsg_get_type(&imsg)) {
+		case IMSG_CFG_GLOBAL:
+		case IMSG_CFG_SERVER:
+		case IMSG_CFG_AUTH_HEADER:
+		case IMSG_CFG_LISTEN:
+		case IMSG_CFG_DONE:
+			if (newconf == NULL && (newconf = config_new()) == NULL)
+				fatal("config_new");
+			if (config_recv(newconf, &imsg) == 1) {
+				/* requests keep no pointer into a config */
+				if (conf != NULL)
+					config_free(conf);
+				conf = newconf;
+				newconf = NULL;
+				imsgev_compose(iev, IMSG_CTL_READY, 0, -1,
+				    NULL, 0);
+			}
+			break;
+		case IMSG_CTL_AUTH_CHANNEL:
+			cfd = imsg_get_fd(&imsg);
+			if (imsg_get_data(&imsg, &id, sizeof(id)) == -1)
+				id = imsg_get_peerid(&imsg);
+			if (cfd == -1)
+				fatalx("auth channel without a descriptor");
+			auth_chan_new(cfd, id);
+			break;
+		case IMSG_CTL_DRAIN:
+			draining = 1;
+			auth_check_drain();
+			break;
+		case IMSG_CTL_VERBOSE:
+			if (imsg_get_data(&imsg, &verbose,
+			    sizeof(verbose)) == -1)
+				fatalx("invalid IMSG_CTL_VERBOSE");
+			log_setverbose(verbose);
+			break;
+		default:
+			fatalx("%s: unexpected imsg %d", __func__,
+			    imsg_get_type(&imsg));
+		}
+		imsg_free(&imsg);
+	}
+	imsgev_add(iev);
+}
+
+static void
+auth_chan_new(int fd, uint32_t id)
+{
+	struct auth_chan	*ch;
+
+	if ((ch = calloc(1, sizeof(*ch))) == NULL)
+		fatal("%s", __func__);
+	ch->worker_id = id;
+	set_nonblock(fd);
+	imsgev_init(&ch->iev, fd, auth_dispatch_imap, ch);
+	TAILQ_INSERT_TAIL(&chans, ch, entry);
+	log_debug("%s: worker %u", __func__, id);
+}
+
+/* the worker went away: its questions have no one left to answer */
+static void
+auth_chan_free(struct auth_chan *ch)
+{
+	struct auth_req	*r, *next;
+
+	TAILQ_FOREACH_SAFE(r, &reqs, entry, next)
+		if (r->chan == ch)
+			auth_req_free(r);
+	TAILQ_REMOVE(&chans, ch, entry);
+	imsgev_clear(&ch->iev);
+	log_debug("%s: worker %u", __func__, ch->worker_id);
+	free(ch);
+	auth_check_drain();
+}
+
+static void
+auth_check_drain(void)
+{
+	if (draining && TAILQ_EMPTY(&chans)) {
+		log_debug("drained");
+		exit(0);
+	}
+}
+
+static void
+auth_dispatch_imap(int fd, short event, void *arg)
+{
+	struct imsgev		*iev = arg;
+	struct auth_chan	*ch = iev->data;
+	struct imsg		 imsg;
+	ssize_t			 n;
+	int			 bad = 0;
+
+	if (event & EV_READ) {
+		if ((n = imsgbuf_read(&iev->ibuf)) == -1 || n == 0) {
+			auth_chan_free(ch);
+			return;
+		}
+	}
+	if (event & EV_WRITE) {
+		if (imsgbuf_write(&iev->ibuf) == -1) {
+			auth_chan_free(ch);
+			return;
+		}
+	}
+	for (;;) {
+		if ((n = imsg_get(&iev->ibuf, &imsg)) == -1) {
+			bad = 1;
+			break;
+		}
+		if (n == 0)
+			break;
+		switch (imsg_get_type(&imsg)) {
+		case IMSG_AUTH_REQUEST:
+			if (auth_request_recv(ch, &imsg) == -1)
+				bad = 1;
+			break;
+		case IMSG_AUTH_CANCEL:
+			auth_cancel_recv(ch, &imsg);
+			break;
+		default:
+			log_warnx("%s: worker %u: unexpected imsg %d",
+			    __func__, ch->worker_id, imsg_get_type(&imsg));
+			bad = 1;
+		}
+		imsg_free(&imsg);
+		if (bad)
+			break;
+	}
+	/*
+	 * A worker talks to clients; should one go astray, drop its
+	 * channel rather than the auth service of every other worker.
+	 */
+	if (bad) {
+		auth_chan_free(ch);
+		return;
+	}
+	imsgev_add(iev);
+}
+
+static char *
+tail_copy(const uint8_t *p, size_t len)
+{
+	char	*s;
+
+	if ((s = malloc(len + 1)) == NULL)
+		return (NULL);
+	memcpy(s, p, len);
+	s[len] = '\0';
+	return (s);
+}
+
+/* -1: a malformed message, the channel is dropped */
+static int
+auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
+{
+	struct auth_req		*r;
+	const uint8_t		*p = imsg->data;
+	size_t			 len = imsg_get_len(imsg);
+	uint64_t		 tail;
+
+	if (len < sizeof(r->hdr)) {
+		log_warnx("%s: worker %u: short request", __func__,
+		    ch->worker_id);
+		return (-1);
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		fatal("%s", __func__);
+	memcpy(&r->hdr, p, sizeof(r->hdr));
+	p += sizeof(r->hdr);
+	tail = (uint64_t)r->hdr.user_len + r->hdr.pass_len + r->hdr.salt_len;
+	if (tail != len - sizeof(r->hdr) ||
+	    memchr(r->hdr.client_ip, '\0', sizeof(r->hdr.client_ip)) == NULL) {
+		log_warnx("%s: worker %u: invalid request", __func__,
+		    ch->worker_id);
+		explicit_bzero(imsg->data, len);
+		free(r);
+		return (-1);
+	}
+	r->chan = ch;
+	r->user = tail_copy(p, r->hdr.user_len);
+	r->pass = tail_copy(p + r->hdr.user_len, r->hdr.pass_len);
+	r->salt = tail_copy(p + r->hdr.user_len + r->hdr.pass_len,
+	    r->hdr.salt_len);
+	/* the copy in the imsg buffer is the only other one */
+	explicit_bzero(imsg->data, len);
+	if (r->user == NULL || r->pass == NULL || r->salt == NULL)
+		fatal("%s", __func__);
+	clock_gettime(CLOCK_MONOTONIC, &r->start);
+	evtimer_set(&r->waitev, auth_req_wait, r);
+	TAILQ_INSERT_TAIL(&reqs, r, entry);
+	auth_req_start(r);
+	return (0);
+}
+
+static void
+auth_cancel_recv(struct auth_chan *ch, struct imsg *imsg)
+{
+	struct auth_req	*r;
+	uint32_t	 id;
+
+	if (imsg_get_data(imsg, &id, sizeof(id)) == -1) {
+		log_warnx("%s: worker %u: invalid cancel", __func__,
+		    ch->worker_id);
+		return;
+	}
+	TAILQ_FOREACH(r, &reqs, entry)
+		if (r->chan == ch && r->hdr.id == id) {
+			auth_req_free(r);
+			return;
+		}
+}
+
+/* issue the HTTP request, or answer at once why it cannot be */
+static void
+auth_req_start(struct auth_req *r)
+{
+	struct in6_addr	 in6;
+	size_t		 len = r->hdr.salt_len;
+
+	/* nginx's salt ends in CRLF; the header line gets its own */
+	while (len > 0 && (r->salt[len - 1] == '\n' ||
+	    r->salt[len - 1] == '\r'))
+		r->salt[--len] = '\0';
+
+	if (r->hdr.method > AUTH_METHOD_EXTERNAL)
+		auth_unavailable(r, "invalid method in request");
+	else if (inet_pton(AF_INET, r->hdr.client_ip, &in6) != 1 &&
+	    inet_pton(AF_INET6, r->hdr.client_ip, &in6) != 1)
+		auth_unavailable(r, "invalid client address in request");
+	else if (strlen(r->salt) != len || strpbrk(r->salt, "\r\n") != NULL)
+		auth_unavailable(r, "invalid salt in request");
+	else
+		auth_req_issue(r);
+}
+
+/* -1: r was answered and freed */
+static int
+auth_req_issue(struct auth_req *r)
+{
+	struct server_conf	*srv;
+	struct auth_url		*au;
+	char			 buf[NAME_MAX_LEN + INET6_ADDRSTRLEN + 16];
+	int			 v6;
+
+	if (conf == NULL ||
+	    (srv = config_server_byid(conf, r->hdr.server_id)) == NULL) {
+		auth_unavailable(r, "unknown server %u in request",
+		    r->hdr.server_id);
+		return (-1);
+	}
+	au = &srv->auth_http;
+	if (!srv->auth_http_set) {
+		auth_unavailable(r, "no auth_http for this server");
+		return (-1);
+	}
+	v6 = strchr(au->host, ':') != NULL;
+	if (au->unix_path[0] != '\0')
+		snprintf(r->service, sizeof(r->service), "unix:%s",
+		    au->unix_path);
+	else
+		snprintf(r->service, sizeof(r->service), "%s%s%s:%d",
+		    v6 ? "[" : "", au->host, v6 ? "]" : "", au->port);
+	r->timeout_ms = srv->auth_http_timeout_ms;
+	authhttp_reply_init(&r->reply);
+	r->hdr_error = 0;
+	r->body = 0;
+	r->errbuf[0] = '\0';
+
+	if (auth_req_headers(r, srv) == -1)
+		goto fail;
+	/* pin the address the parent resolved: we never resolve */
+	if (au->unix_path[0] == '\0' && au->addr[0] != '\0' && !v6 &&
+	    inet_pton(AF_INET, au->host, buf) != 1) {
+		snprintf(buf, sizeof(buf), "%s:%d:%s%s%s", au->host, au->port,
+		    strchr(au->addr, ':') ? "[" : "", au->addr,
+		    strchr(au->addr, ':') ? "]" : "");
+		if ((r->resolve = curl_slist_append(NULL, buf)) == NULL)
+			goto fail;
+	}
+	if ((r->easy = curl_easy_init()) == NULL)
+		goto fail;
+	if (auth_req_setopt(r, au) == -1)
+		goto fail;
+	if (curl_multi_add_handle(multi, r->easy) != CURLM_OK) {
+		curl_easy_cleanup(r->easy);
+		r->easy = NULL;
+		goto fail;
+	}
+	return (0);
+ fail:
+	auth_unavailable(r, "cannot set up the auth request");
+	return (-1);
+}
+
+static int
+auth_req_setopt(struct auth_req *r, struct auth_url *au)
+{
+	CURL		*e = r->easy;
+	CURLcode	 rc = CURLE_OK;
+
+#define SET(o, v)	do {						\
+	if (rc == CURLE_OK)						\
+		rc = curl_easy_setopt(e, o, v);				\
+} while (0)
+	SET(CURLOPT_URL, au->curl_url);
+	if (au->unix_path[0] != '\0')
+		SET(CURLOPT_UNIX_SOCKET_PATH, au->unix_path);
+	if (r->resolve != NULL)
+		SET(CURLOPT_RESOLVE, r->resolve);
+	SET(CURLOPT_HTTPHEADER, r->headers);
+	SET(CURLOPT_HTTPGET, 1L);
+	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	SET(CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)r->timeout_ms);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_PROXY, "");		/* never one from the environment */
+#if LIBCURL_VERSION_NUM >= 0x075500
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_HEADERFUNCTION, curl_header_cb);
+	SET(CURLOPT_HEADERDATA, r);
+	SET(CURLOPT_WRITEFUNCTION, curl_body_cb);
+	SET(CURLOPT_WRITEDATA, r);
+	SET(CURLOPT_PRIVATE, r);
+	SET(CURLOPT_ERRORBUFFER, r->errbuf);
+#if LIBCURL_VERSION_NUM >= 0x074d00
+	if (au->https && ca_blob.data != NULL) {
+		SET(CURLOPT_CAINFO_BLOB, &ca_blob);
+		SET(CURLOPT_CAINFO, NULL);
+		SET(CURLOPT_CAPATH, NULL);
+	}
+#endif
+#undef SET
+	if (rc != CURLE_OK) {
+		log_warnx("%s: %s", __func__, curl_easy_strerror(rc));
+		return (-1);
+	}
+	return (0);
+}
+
+/* "Name: value"; curl drops "Name:", an empty value is "Name;" */
+static int
+hdr_add(struct curl_slist **list, const char *name, const char *value)
+{
+	struct curl_slist	*l;
+	char			*line;
+	size_t			 len;
+
+	len = strlen(name) + strlen(value) + 3;
+	if ((line = malloc(len)) == NULL)
+		return (-1);
+	if (*value == '\0')
+		snprintf(line, len, "%s;", name);
+	else
+		snprintf(line, len, "%s: %s", name, value);
+	l = curl_slist_append(*list, line);
+	freezero(line, len);
+	if (l == NULL)
+		return (-1);
+	*list = l;
+	return (0);
+}
+
+/* an escaped Auth-User or Auth-Pass, the escaped copy wiped at once */
+static int
+hdr_add_escaped(struct curl_slist **list, const char *name, const char *v,
+    size_t vlen)
+{
+	char	*esc;
+	size_t	 esclen = vlen * 3 + 1;
+	int	 rv = -1;
+
+	if ((esc = malloc(esclen)) == NULL)
+		return (-1);
+	if (authhttp_escape(esc, esclen, v, vlen) != -1)
+		rv = hdr_add(list, name, esc);
+	freezero(esc, esclen);
+	return (rv);
+}
+
+/* nginx's header order, then auth_http_header lines in config order */
+static int
+auth_req_headers(struct auth_req *r, struct server_conf *srv)
+{
+	static const char	*methods[] = {
+		"plain", "cram-md5", "external"
+	};
+	struct auth_url		*au = &srv->auth_http;
+	struct auth_header	*h;
+	struct curl_slist	*l = NULL, *nl;
+	char			 host[NAME_MAX_LEN + 2], num[16];
+	int			 rv = 0;
+
+	if (au->unix_path[0] != '\0')
+		strlcpy(host, "localhost", sizeof(host));
+	else if (strchr(au->host, ':') != NULL)
+		snprintf(host, sizeof(host), "[%s]", au->host);
+	else
+		strlcpy(host, au->host, sizeof(host));
+	snprintf(num, sizeof(num), "%u", r->hdr.attempt);
+
+	/* nginx's Host carries no port */
+	rv |= hdr_add(&l, "Host", host);
+	rv |= hdr_add(&l, "Auth-Method", methods[r->hdr.method]);
+	rv |= hdr_add_escaped(&l, "Auth-User", r->user, r->hdr.user_len);
+	rv |= hdr_add_escaped(&l, "Auth-Pass", r->pass, r->hdr.pass_len);
+	if (r->salt[0] != '\0')
+		rv |= hdr_add(&l, "Auth-Salt", r->salt);
+	rv |= hdr_add(&l, "Auth-Protocol", "imap");
+	rv |= hdr_add(&l, "Auth-Login-Attempt", num);
+	rv |= hdr_add(&l, "Client-IP", r->hdr.client_ip);
+	TAILQ_FOREACH(h, &srv->auth_headers, entry) {
+		if (strpbrk(h->name, "\r\n:") != NULL ||
+		    strpbrk(h->value, "\r\n") != NULL)
+			continue;	/* the parser refuses these */
+		rv |= hdr_add(&l, h->name, h->value);
+	}
+	if ((nl = curl_slist_append(l, "Accept:")) == NULL)
+		rv = -1;
+	else
+		l = nl;
+	r->headers = l;
+	return (rv == 0 ? 0 : -1);
+}
+
+static void
+slist_free_wipe(struct curl_slist *list)
+{
+	struct curl_slist	*l;
+
+	for (l = list; l != NULL; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(list);
+}
+
+static void
+auth_req_done(struct auth_req *r, CURLcode rc)
+{
+	struct auth_result	 res;
+	struct timeval		 tv;
+	char			 reason[CURL_ERROR_SIZE + 64];
+	long			 oserr = 0;
+	int			 st;
+
+	if (rc != CURLE_OK) {
+		if (r->hdr_error)
+			strlcpy(reason, r->reply.error, sizeof(reason));
+		else if (rc == CURLE_OPERATION_TIMEDOUT)
+			snprintf(reason, sizeof(reason),
+			    "timed out after %u ms", r->timeout_ms);
+		else if (rc == CURLE_COULDNT_CONNECT &&
+		    curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO,
+		    &oserr) == CURLE_OK && oserr != 0)
+			strlcpy(reason, strerror(oserr), sizeof(reason));
+		else
+			strlcpy(reason, r->errbuf[0] != '\0' ? r->errbuf :
+			    curl_easy_strerror(rc), sizeof(reason));
+		auth_req_cleanup(r);
+		auth_unavailable(r, "auth service %s: %s", r->service, reason);
+		return;
+	}
+
+	memset(&res, 0, sizeof(res));
+	st = authhttp_finish(&r->reply, r->hdr.method != AUTH_METHOD_PLAIN,
+	    &res);
+	auth_req_cleanup(r);
+	switch (st) {
+	case -2:
+		if (++r->rounds > AUTH_MAX_WAIT_ROUNDS) {
+			auth_unavailable(r, "auth service %s: too many WAIT "
+			    "answers", r->service);
+			return;
+		}
+		log_debug("%s: request %u: WAIT %u s", __func__, r->hdr.id,
+		    res.wait);
+		timerclear(&tv);
+		tv.tv_sec = res.wait;
+		r->waiting = 1;
+		evtimer_add(&r->waitev, &tv);
+		return;
+	case AUTH_STATUS_OK:
+		auth_reply(r, &res, r->reply.user_set ? r->reply.user : "",
+		    r->reply.pass_set ? r->reply.pass : "", "");
+		return;
+	case AUTH_STATUS_FAIL:
+		auth_reply(r, &res, "", "", r->reply.status);
+		return;
+	default:
+		auth_unavailable(r, "auth service %s: %s", r->service,
+		    r->reply.error);
+		return;
+	}
+}
+
+static void
+auth_req_wait(int fd, short event, void *arg)
+{
+	struct auth_req	*r = arg;
+
+	r->waiting = 0;
+	auth_req_issue(r);
+}
+
+/* the end of one HTTP exchange; the request itself lives on */
+static void
+auth_req_cleanup(struct auth_req *r)
+{
+	if (r->easy != NULL) {
+		curl_multi_remove_handle(multi, r->easy);
+		curl_easy_cleanup(r->easy);
+		r->easy = NULL;
+	}
+	slist_free_wipe(r->headers);
+	r->headers = NULL;
+	slist_free_wipe(r->resolve);
+	r->resolve = NULL;
+}
+
+static void
+auth_req_free(struct auth_req *r)
+{
+	auth_req_cleanup(r);
+	if (r->waiting)
+		evtimer_del(&r->waitev);
+	TAILQ_REMOVE(&reqs, r, entry);
+	freezero(r->user, r->hdr.user_len + 1);
+	freezero(r->pass, r->hdr.pass_len + 1);
+	freezero(r->salt, r->hdr.salt_len + 1);
+	explicit_bzero(r, sizeof(*r));
+	free(r);
+}
+
+/* answer the worker, then forget the request */
+static void
+auth_reply(struct auth_req *r, struct auth_result *res, const char *user,
+    const char *pass, const char *text)
+{
+	struct timespec	 now;
+	uint8_t		*buf;
+	size_t		 ulen = strlen(user), plen = strlen(pass);
+	size_t		 tlen = strlen(text), len;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	res->id = r->hdr.id;
+	res->elapsed_ms = (now.tv_sec - r->start.tv_sec) * 1000 +
+	    (now.tv_nsec - r->start.tv_nsec) / 1000000;
+	res->user_len = ulen;
+	res->pass_len = plen;
+	res->text_len = tlen;
+	len = sizeof(*res) + ulen + plen + tlen;
+	if ((buf = malloc(len)) == NULL)
+		fatal("%s", __func__);
+	memcpy(buf, res, sizeof(*res));
+	memcpy(buf + sizeof(*res), user, ulen);
+	memcpy(buf + sizeof(*res) + ulen, pass, plen);
+	memcpy(buf + sizeof(*res) + ulen + plen, text, tlen);
+	if (imsgev_compose(&r->chan->iev, IMSG_AUTH_RESULT, r->hdr.id, -1,
+	    buf, len) == -1)
+		log_warn("%s: worker %u", __func__, r->chan->worker_id);
+	freezero(buf, len);
+	auth_req_free(r);
+}
+
+/* a user name as it may appear in a log line */
+static const char *
+user_log(const char *user, char *buf, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; user[i] != '\0' && i + 1 < len; i++)
+		buf[i] = isprint((unsigned char)user[i]) && user[i] != '"' &&
+		    user[i] != '\\' ? user[i] : '?';
+	buf[i] = '\0';
+	return (i == 0 ? "-" : buf);
+}
+
+static void
+auth_unavailable(struct auth_req *r, const char *fmt, ...)
+{
+	struct auth_result	 res;
+	va_list			 ap;
+	char			 reason[512], ubuf[65];
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	log_warnx("auth unavailable client=%s user=%s: %s", r->hdr.client_ip,
+	    user_log(r->user, ubuf, sizeof(ubuf)), reason);
+	memset(&res, 0, sizeof(res));
+	res.status = AUTH_STATUS_UNAVAILABLE;
+	auth_reply(r, &res, "", "", reason);
+}
+
+/*
+ * libcurl <-> libevent: curl says which sockets to watch and when to
+ * wake it up; every event hands control back to
+ * curl_multi_socket_action, after which finished transfers are read.
+ */
+static int
+curl_sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct auth_sock	*as = socketp;
+	short			 ev = EV_PERSIST;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (as != NULL) {
+			event_del(&as->ev);
+			free(as);
+		}
+		return (0);
+	}
+	if (as == NULL) {
+		if ((as = calloc(1, sizeof(*as))) == NULL)
+			fatal("%s", __func__);
+		as->fd = s;
+		curl_multi_assign(multi, s, as);
+	} else
+		event_del(&as->ev);
+	if (what & CURL_POLL_IN)
+		ev |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		ev |= EV_WRITE;
+	event_set(&as->ev, s, ev, curl_sock_event, as);
+	event_add(&as->ev, NULL);
+	return (0);
+}
+
+static int
+curl_timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	struct timeval	 tv;
+
+	evtimer_del(&curl_timer);
+	if (timeout_ms >= 0) {
+		tv.tv_sec = timeout_ms / 1000;
+		tv.tv_usec = (timeout_ms % 1000) * 1000;
+		evtimer_add(&curl_timer, &tv);
+	}
+	return (0);
+}
+
+static void
+curl_sock_event(int fd, short event, void *arg)
+{
+	int	 running, action = 0;
+
+	if (event & EV_READ)
+		action |= CURL_CSELECT_IN;
+	if (event & EV_WRITE)
+		action |= CURL_CSELECT_OUT;
+	/* arg may be freed by curl_sock_cb from here on */
+	curl_multi_socket_action(multi, fd, action, &running);
+	curl_check_info();
+}
+
+static void
+curl_timer_event(int fd, short event, void *arg)
+{
+	int	 running;
+
+	curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	curl_check_info();
+}
+
+static void
+curl_check_info(void)
+{
+	CURLMsg		*msg;
+	CURL		*e;
+	CURLcode	 rc;
+	char		*priv;
+	int		 left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		e = msg->easy_handle;
+		rc = msg->data.result;
+		if (curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv) != CURLE_OK ||
+		    priv == NULL)
+			fatalx("%s: transfer without a request", __func__);
+		auth_req_done((struct auth_req *)priv, rc);
+	}
+}
+
+static size_t
+curl_header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct auth_req	*r = arg;
+	size_t		 len = size * n;
+
+	if (authhttp_parse_header(&r->reply, buf, len) == -1) {
+		r->hdr_error = 1;
+		return (0);	/* aborts the transfer */
+	}
+	return (len);
+}
+
+/* the body means nothing to the protocol: count it and drop it */
+static size_t
+curl_body_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct auth_req	*r = arg;
+	size_t		 len = size * n;
+
+	r->body += len;
+	if (r->body > AUTH_MAX_BODY) {
+		strlcpy(r->reply.error, "response too long",
+		    sizeof(r->reply.error));
+		r->hdr_error = 1;
+		return (0);
+	}
+	return (len);
+}
