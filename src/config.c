@@ -1,0 +1,285 @@
+/*
+ * config.c: configuration objects, and how the parent hands them to
+ * its children over imsg.
+ *
+ * Order on the wire: IMSG_CFG_GLOBAL, then every IMSG_CFG_SERVER with
+ * its IMSG_CFG_AUTH_HEADERs, then (imap workers only) every
+ * IMSG_CFG_LISTEN with a socket, then IMSG_CFG_DONE.  Payloads are the
+ * structs themselves with their list heads and pointers zeroed; the
+ * receiver checks every length and terminates every string itself.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/queue.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "imaprelayd.h"
+
+#define DEFAULT_CAPS	"IMAP4 IMAP4rev1 UIDPLUS"
+
+/* force a fixed array to be a C string */
+#define TERMINATE(a)	((a)[sizeof(a) - 1] = '\0')
+
+static void	config_purge(struct config *);
+
+struct config *
+config_new(void)
+{
+	struct config	*conf;
+
+	if ((conf = calloc(1, sizeof(*conf))) == NULL)
+		fatal(__func__);
+	strlcpy(conf->user, IMAPRELAYD_USER, sizeof(conf->user));
+	conf->worker_processes = 1;
+	conf->worker_connections = 512;
+	conf->isolation = ISOLATION_CONNECTION;
+	conf->spare_workers = 4;
+	conf->error_log[0] = '\0';	/* syslog */
+	conf->log_level = LOG_ERR;	/* nginx's default "error" */
+	conf->pid[0] = '\0';		/* no pid file */
+	TAILQ_INIT(&conf->servers);
+	TAILQ_INIT(&conf->listens);
+	return (conf);
+}
+
+static void
+server_free(struct server_conf *srv)
+{
+	struct auth_header	*h;
+
+	while ((h = TAILQ_FIRST(&srv->auth_headers)) != NULL) {
+		TAILQ_REMOVE(&srv->auth_headers, h, entry);
+		/* may carry a shared secret for the auth service */
+		freezero(h, sizeof(*h));
+	}
+	freezero(srv, sizeof(*srv));
+}
+
+/* empty the lists; listening sockets still held are closed */
+static void
+config_purge(struct config *conf)
+{
+	struct server_conf	*srv;
+	struct listen_conf	*lc;
+
+	while ((srv = TAILQ_FIRST(&conf->servers)) != NULL) {
+		TAILQ_REMOVE(&conf->servers, srv, entry);
+		server_free(srv);
+	}
+	while ((lc = TAILQ_FIRST(&conf->listens)) != NULL) {
+		TAILQ_REMOVE(&conf->listens, lc, entry);
+		if (lc->fd != -1)
+			close(lc->fd);
+		free(lc);
+	}
+}
+
+void
+config_free(struct config *conf)
+{
+	if (conf == NULL)
+		return;
+	config_purge(conf);
+	free(conf);
+}
+
+/* a server with nginx's defaults, appended, numbered after the last */
+struct server_conf *
+config_server_new(struct config *conf)
+{
+	struct server_conf	*srv, *last;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		fatal(__func__);
+	last = TAILQ_LAST(&conf->servers, server_list);
+	srv->id = last == NULL ? 1 : last->id + 1;
+	/* nginx's default server_name is the machine's name */
+	if (gethostname(srv->server_name, sizeof(srv->server_name)) == -1)
+		strlcpy(srv->server_name, "localhost",
+		    sizeof(srv->server_name));
+	TERMINATE(srv->server_name);
+	srv->timeout_ms = 60 * 1000;
+	srv->proxy_timeout_ms = 24 * 3600 * 1000;
+	srv->auth_http_timeout_ms = 60 * 1000;
+	TAILQ_INIT(&srv->auth_headers);
+	srv->imap_auth = MECH_PLAIN;
+	strlcpy(srv->imap_capabilities, DEFAULT_CAPS,
+	    sizeof(srv->imap_capabilities));
+	srv->imap_client_buffer = 4096;
+	srv->proxy_buffer = 16384;
+	srv->max_errors = 5;
+	TAILQ_INSERT_TAIL(&conf->servers, srv, entry);
+	return (srv);
+}
+
+struct server_conf *
+config_server_byid(struct config *conf, uint32_t id)
+{
+	struct server_conf	*srv;
+
+	TAILQ_FOREACH(srv, &conf->servers, entry)
+		if (srv->id == id)
+			return (srv);
+	return (NULL);
+}
+
+static void
+compose(struct imsgev *iev, uint32_t type, int fd, const void *data,
+    size_t len)
+{
+	if (imsgev_compose(iev, type, 0, fd, data, len) == -1)
+		fatal("%s: imsgev_compose", __func__);
+}
+
+/* with_listeners: also a dup of every listening socket (imap only) */
+void
+config_send(struct imsgev *iev, struct config *conf, int with_listeners)
+{
+	struct config		 c;
+	struct server_conf	*srv, s;
+	struct auth_header	*h;
+	struct listen_conf	*lc, l;
+	int			 fd;
+
+	c = *conf;
+	memset(&c.servers, 0, sizeof(c.servers));
+	memset(&c.listens, 0, sizeof(c.listens));
+	compose(iev, IMSG_CFG_GLOBAL, -1, &c, sizeof(c));
+
+	TAILQ_FOREACH(srv, &conf->servers, entry) {
+		s = *srv;
+		memset(&s.entry, 0, sizeof(s.entry));
+		memset(&s.auth_headers, 0, sizeof(s.auth_headers));
+		compose(iev, IMSG_CFG_SERVER, -1, &s, sizeof(s));
+		TAILQ_FOREACH(h, &srv->auth_headers, entry)
+			compose(iev, IMSG_CFG_AUTH_HEADER, -1, h, sizeof(*h));
+		explicit_bzero(&s, sizeof(s));
+	}
+
+	if (with_listeners) {
+		TAILQ_FOREACH(lc, &conf->listens, entry) {
+			l = *lc;
+			memset(&l.entry, 0, sizeof(l.entry));
+			l.file = NULL;
+			l.fd = -1;
+			/* the imsg closes the copy it sent; ours stays */
+			if ((fd = dup(lc->fd)) == -1)
+				fatal("%s: dup", __func__);
+			compose(iev, IMSG_CFG_LISTEN, fd, &l, sizeof(l));
+		}
+	}
+	compose(iev, IMSG_CFG_DONE, -1, NULL, 0);
+}
+
+static void
+recv_global(struct config *conf, struct imsg *imsg)
+{
+	struct config	 c;
+
+	if (imsg_get_data(imsg, &c, sizeof(c)) == -1)
+		fatalx("%s: bad length", __func__);
+	/* a new configuration replaces the old one entirely */
+	config_purge(conf);
+	TERMINATE(c.user);
+	TERMINATE(c.error_log);
+	TERMINATE(c.pid);
+	c.servers = conf->servers;
+	c.listens = conf->listens;
+	*conf = c;
+	TAILQ_INIT(&conf->servers);
+	TAILQ_INIT(&conf->listens);
+}
+
+static void
+recv_server(struct config *conf, struct imsg *imsg)
+{
+	struct server_conf	*srv;
+
+	if ((srv = malloc(sizeof(*srv))) == NULL)
+		fatal(__func__);
+	if (imsg_get_data(imsg, srv, sizeof(*srv)) == -1)
+		fatalx("%s: bad length", __func__);
+	if (config_server_byid(conf, srv->id) != NULL)
+		fatalx("%s: duplicate server %u", __func__, srv->id);
+	if (srv->proxy_pass_len > sizeof(srv->proxy_pass))
+		fatalx("%s: bad proxy_pass address", __func__);
+	TERMINATE(srv->server_name);
+	TERMINATE(srv->imap_capabilities);
+	TERMINATE(srv->proxy_pass_name);
+	TERMINATE(srv->auth_http.url);
+	TERMINATE(srv->auth_http.curl_url);
+	TERMINATE(srv->auth_http.unix_path);
+	TERMINATE(srv->auth_http.host);
+	TERMINATE(srv->auth_http.addr);
+	TAILQ_INIT(&srv->auth_headers);
+	TAILQ_INSERT_TAIL(&conf->servers, srv, entry);
+}
+
+static void
+recv_auth_header(struct config *conf, struct imsg *imsg)
+{
+	struct auth_header	*h;
+	struct server_conf	*srv;
+
+	if ((h = malloc(sizeof(*h))) == NULL)
+		fatal(__func__);
+	if (imsg_get_data(imsg, h, sizeof(*h)) == -1)
+		fatalx("%s: bad length", __func__);
+	if ((srv = config_server_byid(conf, h->server_id)) == NULL)
+		fatalx("%s: unknown server %u", __func__, h->server_id);
+	TERMINATE(h->name);
+	TERMINATE(h->value);
+	TAILQ_INSERT_TAIL(&srv->auth_headers, h, entry);
+}
+
+static void
+recv_listen(struct config *conf, struct imsg *imsg)
+{
+	struct listen_conf	*lc;
+
+	if ((lc = malloc(sizeof(*lc))) == NULL)
+		fatal(__func__);
+	if (imsg_get_data(imsg, lc, sizeof(*lc)) == -1)
+		fatalx("%s: bad length", __func__);
+	if (config_server_byid(conf, lc->server_id) == NULL)
+		fatalx("%s: unknown server %u", __func__, lc->server_id);
+	if (lc->sslen > sizeof(lc->ss))
+		fatalx("%s: bad address", __func__);
+	TERMINATE(lc->name);
+	lc->file = NULL;	/* the sender's pointer */
+	lc->fd = imsg_get_fd(imsg);
+	TAILQ_INSERT_TAIL(&conf->listens, lc, entry);
+}
+
+/* one IMSG_CFG_* message; 1 once the configuration is complete */
+int
+config_recv(struct config *conf, struct imsg *imsg)
+{
+	switch (imsg_get_type(imsg)) {
+	case IMSG_CFG_GLOBAL:
+		recv_global(conf, imsg);
+		break;
+	case IMSG_CFG_SERVER:
+		recv_server(conf, imsg);
+		break;
+	case IMSG_CFG_AUTH_HEADER:
+		recv_auth_header(conf, imsg);
+		break;
+	case IMSG_CFG_LISTEN:
+		recv_listen(conf, imsg);
+		break;
+	case IMSG_CFG_DONE:
+		if (imsg_get_len(imsg) != 0)
+			fatalx("%s: bad length", __func__);
+		return (1);
+	default:
+		fatalx("%s: unexpected imsg %u", __func__,
+		    imsg_get_type(imsg));
+	}
+	return (0);
+}

@@ -1,0 +1,1678 @@
+/*
+ * parse.c: the configuration language.
+ *
+ * nginx's syntax, so that an nginx mail {} block for IMAP runs
+ * unchanged: words and quoted strings, directives ending in ";",
+ * blocks in "{}".  Every directive is in one table below (name,
+ * contexts, argument count, setter); the whole language is there.
+ *
+ * The parser stops at the first error and logs it as "file:line:
+ * reason".  mail-level values are merged into the servers that did
+ * not set them once the file is read, as nginx does.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/queue.h>
+#include <netinet/in.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <glob.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "imaprelayd.h"
+#include "authhttp.h"
+
+#define C_MAIN	0x01
+#define C_EVENTS	0x02
+#define C_MAIL	0x04
+#define C_SERVER	0x08
+#define C_MS		(C_MAIL | C_SERVER)
+#define C_MM		(C_MAIN | C_MAIL)
+#define C_ALL		(C_MAIN | C_MAIL | C_SERVER)
+#define C_ANY		(C_MAIN | C_EVENTS | C_MAIL | C_SERVER)
+
+#define D_BLOCK		0x01	/* takes a { } body */
+#define D_REFUSE	0x02	/* refused wherever it is: skip the checks */
+
+#define LETTERS		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#define MAXARGS		128
+#define TOKEN_MAX	4096
+#define INCLUDE_DEPTH	16
+
+/* bits of psrv.set: which directives a level set itself */
+#define F_SERVER_NAME		0x0001
+#define F_TIMEOUT		0x0002
+#define F_AUTH_HTTP		0x0004
+#define F_AUTH_HTTP_TIMEOUT	0x0008
+#define F_PASS_CLIENT_CERT	0x0010
+#define F_IMAP_AUTH		0x0020
+#define F_IMAP_CAPS		0x0040
+#define F_CLIENT_BUFFER		0x0080
+#define F_PROXY_BUFFER		0x0100
+#define F_PROXY_TIMEOUT		0x0200
+#define F_PASS_ERROR		0x0400
+#define F_MAX_ERRORS		0x0800
+#define F_SO_KEEPALIVE		0x1000
+#define F_PROXY			0x2000
+#define F_PROXY_PASS		0x4000
+#define F_RESOLVER_TIMEOUT	0x8000
+
+/* bits of parser.mainset */
+#define M_USER			0x01
+#define M_WORKERS		0x02
+#define M_PID			0x04
+#define M_CONNECTIONS		0x08
+#define M_ISOLATION		0x10
+#define M_SPARE			0x20
+#define M_EVENTS		0x40
+#define M_MAIL			0x80
+
+enum token {
+	T_ERROR = -1,
+	T_EOF,
+	T_WORD,
+	T_SEMI,
+	T_LBRACE,
+	T_RBRACE,
+};
+
+struct pfile {
+	FILE		*fp;
+	const char	*name;		/* interned: outlives the parse */
+	int		 line;
+	int		 ungot;		/* a pushed back char, or -2 */
+};
+
+/* a server{} (or the mail{} level) and what it set itself */
+struct psrv {
+	TAILQ_ENTRY(psrv)	 entry;
+	struct server_conf	*srv;
+	unsigned int		 set;
+	int			 nlisten;
+	const char		*file;
+	int			 line;
+};
+
+struct parser {
+	struct config		*conf;
+	struct pfile		*f;
+	int			 depth;		/* include nesting */
+	int			 line;		/* of the current statement */
+	unsigned int		 mainset;
+	struct psrv		 mail;		/* srv not in conf->servers */
+	struct psrv		*cur;		/* the server{} being read */
+	TAILQ_HEAD(, psrv)	 psrvs;
+};
+
+typedef int (*setter)(struct parser *, int, int, char **);
+
+struct directive {
+	const char	*name;
+	int		 ctx;
+	int		 min;		/* arguments after the name */
+	int		 max;		/* -1: any number */
+	int		 flags;
+	setter		 set;
+};
+
+static int	set_user(struct parser *, int, int, char **);
+static int	set_workers(struct parser *, int, int, char **);
+static int	set_error_log(struct parser *, int, int, char **);
+static int	set_pid(struct parser *, int, int, char **);
+static int	set_events(struct parser *, int, int, char **);
+static int	set_connections(struct parser *, int, int, char **);
+static int	set_isolation(struct parser *, int, int, char **);
+static int	set_spare(struct parser *, int, int, char **);
+static int	set_include(struct parser *, int, int, char **);
+static int	set_ignore(struct parser *, int, int, char **);
+static int	set_mail(struct parser *, int, int, char **);
+static int	set_server(struct parser *, int, int, char **);
+static int	set_server_name(struct parser *, int, int, char **);
+static int	set_timeout(struct parser *, int, int, char **);
+static int	set_auth_http(struct parser *, int, int, char **);
+static int	set_auth_header(struct parser *, int, int, char **);
+static int	set_flag(struct parser *, int, int, char **);
+static int	set_imap_auth(struct parser *, int, int, char **);
+static int	set_imap_caps(struct parser *, int, int, char **);
+static int	set_size(struct parser *, int, int, char **);
+static int	set_max_errors(struct parser *, int, int, char **);
+static int	set_proxy_pass(struct parser *, int, int, char **);
+static int	set_listen(struct parser *, int, int, char **);
+static int	set_protocol(struct parser *, int, int, char **);
+static int	deny_tls(struct parser *, int, int, char **);
+static int	deny_proto(struct parser *, int, int, char **);
+static int	deny_block(struct parser *, int, int, char **);
+static int	deny_later(struct parser *, int, int, char **);
+
+/* The language. */
+static const struct directive directives[] = {
+	/* main */
+	{ "user",			C_MAIN,	1, 2,	0, set_user },
+	{ "worker_processes",		C_MAIN,	1, 1,	0, set_workers },
+	{ "error_log",			C_ALL,	1, 2,	0, set_error_log },
+	{ "pid",			C_MAIN,	1, 1,	0, set_pid },
+	{ "events",			C_MAIN,	0, 0,	D_BLOCK, set_events },
+	{ "mail",			C_MAIN,	0, 0,	D_BLOCK, set_mail },
+	{ "isolation",			C_MM,	1, 1,	0, set_isolation },
+	{ "spare_workers",		C_MM,	1, 1,	0, set_spare },
+	{ "include",			C_ANY,	1, 1,	0, set_include },
+	/* nginx main directives that mean nothing here */
+	{ "daemon",			C_MAIN,	1, 1,	0, set_ignore },
+	{ "master_process",		C_MAIN,	1, 1,	0, set_ignore },
+	{ "worker_rlimit_nofile",	C_MAIN,	1, 1,	0, set_ignore },
+	{ "load_module",		C_MAIN,	1, 1,	0, set_ignore },
+	{ "pcre_jit",			C_MAIN,	1, 1,	0, set_ignore },
+	/* events */
+	{ "worker_connections",		C_EVENTS, 1, 1,	0, set_connections },
+	{ "use",			C_EVENTS, 1, 1,	0, set_ignore },
+	{ "multi_accept",		C_EVENTS, 1, 1,	0, set_ignore },
+	{ "accept_mutex",		C_EVENTS, 1, 1,	0, set_ignore },
+	{ "accept_mutex_delay",		C_EVENTS, 1, 1,	0, set_ignore },
+	/* mail, and server (inherited from mail) */
+	{ "server",			C_MAIL,	0, 0,	D_BLOCK, set_server },
+	{ "server_name",		C_MS,	1, 1,	0, set_server_name },
+	{ "timeout",			C_MS,	1, 1,	0, set_timeout },
+	{ "auth_http",			C_MS,	1, 1,	0, set_auth_http },
+	{ "auth_http_header",		C_MS,	2, 2,	0, set_auth_header },
+	{ "auth_http_timeout",		C_MS,	1, 1,	0, set_timeout },
+	{ "auth_http_pass_client_cert",	C_MS,	1, 1,	0, set_flag },
+	{ "imap_auth",			C_MS,	1, -1,	0, set_imap_auth },
+	{ "imap_capabilities",		C_MS,	1, -1,	0, set_imap_caps },
+	{ "imap_client_buffer",		C_MS,	1, 1,	0, set_size },
+	{ "proxy_buffer",		C_MS,	1, 1,	0, set_size },
+	{ "proxy_timeout",		C_MS,	1, 1,	0, set_timeout },
+	{ "proxy_pass_error_message",	C_MS,	1, 1,	0, set_flag },
+	{ "max_errors",			C_MS,	1, 1,	0, set_max_errors },
+	{ "so_keepalive",		C_MS,	1, 1,	0, set_flag },
+	{ "proxy",			C_MS,	1, 1,	0, set_flag },
+	{ "proxy_pass",			C_MS,	1, 1,	0, set_proxy_pass },
+	{ "resolver",			C_MS,	1, -1,	0, set_ignore },
+	{ "resolver_timeout",		C_MS,	1, 1,	0, set_timeout },
+	/* server only */
+	{ "listen",			C_SERVER, 1, -1, 0, set_listen },
+	{ "protocol",			C_SERVER, 1, 1,	0, set_protocol },
+	/* not (yet) for imaprelayd: refused with a reason */
+	{ "proxy_protocol",		C_ANY,	0, -1,	D_REFUSE, deny_later },
+	{ "set_real_ip_from",		C_ANY,	0, -1,	D_REFUSE, deny_later },
+	{ "ssl",			C_ANY,	0, -1,	D_REFUSE, deny_tls },
+	{ "starttls",			C_ANY,	0, -1,	D_REFUSE, deny_tls },
+	{ "xclient",			C_ANY,	0, -1,	D_REFUSE, deny_proto },
+	{ "proxy_smtp_auth",		C_ANY,	0, -1,	D_REFUSE, deny_proto },
+	{ "http",			C_ANY,	0, -1,	D_REFUSE, deny_block },
+	{ "stream",			C_ANY,	0, -1,	D_REFUSE, deny_block },
+	{ NULL,				0,	0, 0,	0, NULL }
+};
+
+/* whole families refused by prefix: ssl_*, pop3_*, smtp_* */
+static const struct {
+	const char	*prefix;
+	setter		 set;
+} prefixes[] = {
+	{ "ssl_",	deny_tls },
+	{ "pop3_",	deny_proto },
+	{ "smtp_",	deny_proto },
+};
+
+static int	parse_file(struct parser *, const char *, int);
+static int	parse_block(struct parser *, int, int);
+
+static void	perr(struct parser *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static void	lerr(struct parser *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+static void
+perr(struct parser *p, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 msg[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warnx("%s:%d: %s", p->f->name, p->line, msg);
+}
+
+/* the lexer's errors are at the line it is reading */
+static void
+lerr(struct parser *p, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 msg[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	p->line = p->f->line;
+	log_warnx("%s:%d: %s", p->f->name, p->line, msg);
+}
+
+/*
+ * File names live as long as the process: listen_conf keeps one for
+ * the bind errors the parent reports later.  Bounded by the number of
+ * distinct files ever read.
+ */
+static const char *
+intern(const char *name)
+{
+	static char	**names;
+	static size_t	  nnames;
+	char		**n;
+	size_t		  i;
+
+	for (i = 0; i < nnames; i++)
+		if (strcmp(names[i], name) == 0)
+			return (names[i]);
+	if ((n = reallocarray(names, nnames + 1, sizeof(*n))) == NULL)
+		fatal(__func__);
+	names = n;
+	if ((names[nnames] = strdup(name)) == NULL)
+		fatal(__func__);
+	return (names[nnames++]);
+}
+
+/*
+ * The lexer.
+ */
+
+static int
+lgetc(struct pfile *f)
+{
+	int	 c;
+
+	if (f->ungot != -2) {
+		c = f->ungot;
+		f->ungot = -2;
+	} else
+		c = getc(f->fp);
+	if (c == '\n')
+		f->line++;
+	return (c);
+}
+
+static void
+lungetc(struct pfile *f, int c)
+{
+	if (c == '\n')
+		f->line--;
+	f->ungot = c;
+}
+
+static int
+isdelim(int c)
+{
+	return (c == EOF || c == ' ' || c == '\t' || c == '\r' ||
+	    c == '\n' || c == ';' || c == '{' || c == '}');
+}
+
+/* after a backslash: nginx's escapes, others keep the backslash */
+static int
+lescape(struct parser *p, char *buf, size_t *len)
+{
+	int	 c;
+
+	if ((c = lgetc(p->f)) == EOF) {
+		lerr(p, "unexpected end of file after \"\\\"");
+		return (-1);
+	}
+	switch (c) {
+	case 't':
+		c = '\t';
+		break;
+	case 'r':
+		c = '\r';
+		break;
+	case 'n':
+		c = '\n';
+		break;
+	case '"':
+	case '\'':
+	case '\\':
+		break;
+	default:
+		if (*len + 1 >= TOKEN_MAX)
+			return (-2);
+		buf[(*len)++] = '\\';
+		break;
+	}
+	if (*len + 1 >= TOKEN_MAX)
+		return (-2);
+	buf[(*len)++] = c;
+	return (0);
+}
+
+/* a quoted string, the opening quote q already read */
+static int
+lquoted(struct parser *p, int q, char *buf)
+{
+	size_t	 len = 0;
+	int	 c, r;
+
+	for (;;) {
+		if ((c = lgetc(p->f)) == EOF) {
+			lerr(p, "unexpected end of file, expecting %c", q);
+			return (T_ERROR);
+		}
+		if (c == q)
+			break;
+		if (c == '\\') {
+			if ((r = lescape(p, buf, &len)) == -1)
+				return (T_ERROR);
+			if (r == -2)
+				goto toolong;
+			continue;
+		}
+		if (c == '\0')
+			goto nul;
+		if (len + 1 >= TOKEN_MAX)
+			goto toolong;
+		buf[len++] = c;
+	}
+	buf[len] = '\0';
+	c = lgetc(p->f);
+	if (!isdelim(c)) {
+		lerr(p, "unexpected \"%c\" after a quoted string", c);
+		return (T_ERROR);
+	}
+	lungetc(p->f, c);
+	return (T_WORD);
+ toolong:
+	lerr(p, "too long token");
+	return (T_ERROR);
+ nul:
+	lerr(p, "unexpected nul byte");
+	return (T_ERROR);
+}
+
+static int
+lword(struct parser *p, int c, char *buf)
+{
+	size_t	 len = 0;
+	int	 r;
+
+	for (; !isdelim(c); c = lgetc(p->f)) {
+		if (c == '\0') {
+			lerr(p, "unexpected nul byte");
+			return (T_ERROR);
+		}
+		if (c == '\\') {
+			if ((r = lescape(p, buf, &len)) == -1)
+				return (T_ERROR);
+			if (r == -2)
+				goto toolong;
+			continue;
+		}
+		if (len + 1 >= TOKEN_MAX)
+			goto toolong;
+		buf[len++] = c;
+	}
+	lungetc(p->f, c);
+	buf[len] = '\0';
+	return (T_WORD);
+ toolong:
+	lerr(p, "too long token");
+	return (T_ERROR);
+}
+
+/* the next token; a word is left in buf (TOKEN_MAX bytes) */
+static int
+ltoken(struct parser *p, char *buf)
+{
+	int	 c;
+
+	for (;;) {
+		c = lgetc(p->f);
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;
+		if (c != '#')
+			break;
+		while ((c = lgetc(p->f)) != '\n' && c != EOF)
+			;
+		if (c == EOF)
+			break;
+	}
+	switch (c) {
+	case EOF:
+		return (T_EOF);
+	case ';':
+		return (T_SEMI);
+	case '{':
+		return (T_LBRACE);
+	case '}':
+		return (T_RBRACE);
+	case '"':
+	case '\'':
+		return (lquoted(p, c, buf));
+	default:
+		return (lword(p, c, buf));
+	}
+}
+
+/*
+ * Statements and blocks.
+ */
+
+static void
+freeargs(int argc, char **argv)
+{
+	while (argc > 0)
+		free(argv[--argc]);
+}
+
+/* words up to a terminator; the terminator is returned, argc set */
+static int
+lstatement(struct parser *p, char **argv, int *argc)
+{
+	char	 buf[TOKEN_MAX];
+	int	 t;
+
+	*argc = 0;
+	for (;;) {
+		if ((t = ltoken(p, buf)) != T_WORD)
+			break;
+		if (*argc == 0)
+			p->line = p->f->line;
+		if (*argc == MAXARGS) {
+			perr(p, "too many arguments in \"%s\" directive",
+			    argv[0]);
+			return (T_ERROR);
+		}
+		if ((argv[(*argc)++] = strdup(buf)) == NULL)
+			fatal(__func__);
+	}
+	if (*argc == 0)
+		p->line = p->f->line;
+	return (t);
+}
+
+static const struct directive *
+lookup(const char *name)
+{
+	const struct directive	*d;
+
+	for (d = directives; d->name != NULL; d++)
+		if (strcmp(d->name, name) == 0)
+			return (d);
+	return (NULL);
+}
+
+static int
+directive(struct parser *p, int ctx, int argc, char **argv, int block)
+{
+	const struct directive	*d;
+	size_t			 i;
+
+	if ((d = lookup(argv[0])) == NULL) {
+		for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+			if (strncmp(argv[0], prefixes[i].prefix,
+			    strlen(prefixes[i].prefix)) == 0)
+				return (prefixes[i].set(p, ctx, argc, argv));
+		perr(p, "unknown directive \"%s\"", argv[0]);
+		return (-1);
+	}
+	if (d->flags & D_REFUSE)
+		return (d->set(p, ctx, argc, argv));
+	if ((d->ctx & ctx) == 0) {
+		perr(p, "\"%s\" directive is not allowed here", argv[0]);
+		return (-1);
+	}
+	if ((d->flags & D_BLOCK) && !block) {
+		perr(p, "directive \"%s\" has no opening \"{\"", argv[0]);
+		return (-1);
+	}
+	if (!(d->flags & D_BLOCK) && block) {
+		perr(p, "directive \"%s\" is not terminated by \";\"",
+		    argv[0]);
+		return (-1);
+	}
+	if (argc - 1 < d->min || (d->max != -1 && argc - 1 > d->max)) {
+		perr(p, "invalid number of arguments in \"%s\" directive",
+		    argv[0]);
+		return (-1);
+	}
+	return (d->set(p, ctx, argc, argv));
+}
+
+/*
+ * Statements of one context until "}" (inblock) or the end of the
+ * file.  Block directives parse their own body by calling back here.
+ */
+static int
+parse_block(struct parser *p, int ctx, int inblock)
+{
+	char	*argv[MAXARGS];
+	int	 argc, t, rv;
+
+	for (;;) {
+		t = lstatement(p, argv, &argc);
+		switch (t) {
+		case T_ERROR:
+			freeargs(argc, argv);
+			return (-1);
+		case T_EOF:
+			p->line = p->f->line;
+			if (argc > 0)
+				perr(p, "unexpected end of file, "
+				    "expecting \";\" or \"}\"");
+			else if (inblock)
+				perr(p, "unexpected end of file, "
+				    "expecting \"}\"");
+			freeargs(argc, argv);
+			return (argc > 0 || inblock ? -1 : 0);
+		case T_RBRACE:
+			if (argc > 0 || !inblock) {
+				perr(p, "unexpected \"}\"");
+				freeargs(argc, argv);
+				return (-1);
+			}
+			return (0);
+		default:
+			if (argc == 0) {
+				perr(p, "unexpected \"%s\"",
+				    t == T_SEMI ? ";" : "{");
+				return (-1);
+			}
+			rv = directive(p, ctx, argc, argv, t == T_LBRACE);
+			freeargs(argc, argv);
+			if (rv == -1)
+				return (-1);
+		}
+	}
+}
+
+static int
+parse_file(struct parser *p, const char *path, int ctx)
+{
+	struct pfile	 f, *saved = p->f;
+	int		 savedline = p->line, rv;
+
+	memset(&f, 0, sizeof(f));
+	if ((f.fp = fopen(path, "r")) == NULL) {
+		if (saved != NULL)
+			perr(p, "cannot open \"%s\": %s", path,
+			    strerror(errno));
+		else
+			log_warn("%s", path);
+		return (-1);
+	}
+	f.name = intern(path);
+	f.line = 1;
+	f.ungot = -2;
+	p->f = &f;
+	rv = parse_block(p, ctx, 0);
+	fclose(f.fp);
+	p->f = saved;
+	p->line = savedline;
+	return (rv);
+}
+
+/*
+ * Values: numbers, flags, sizes and times as nginx writes them.
+ */
+
+static int
+badvalue(struct parser *p, char **argv, const char *value)
+{
+	perr(p, "invalid value \"%s\" in \"%s\" directive", value, argv[0]);
+	return (-1);
+}
+
+/* "8k", "1m", "1g", or bytes */
+static int
+parse_size(const char *s, size_t *out)
+{
+	unsigned long long	 v;
+	char			*end;
+	size_t			 mult = 1;
+
+	if (!isdigit((unsigned char)s[0]))
+		return (-1);
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return (-1);
+	if (*end != '\0') {
+		switch (*end) {
+		case 'k':
+		case 'K':
+			mult = 1024;
+			break;
+		case 'm':
+		case 'M':
+			mult = 1024 * 1024;
+			break;
+		case 'g':
+		case 'G':
+			mult = 1024 * 1024 * 1024;
+			break;
+		default:
+			return (-1);
+		}
+		if (end[1] != '\0')
+			return (-1);
+	}
+	if (v > SIZE_MAX / mult || v * mult > INT_MAX)
+		return (-1);
+	*out = v * mult;
+	return (0);
+}
+
+/*
+ * nginx's times: "500ms", "60s", "5m", "24h", "1d", "1w", "1M",
+ * "1y", combined largest unit first ("1h30m"); a plain number is
+ * seconds.  Milliseconds out; must fit an unsigned int.
+ */
+static int
+parse_time(const char *s, unsigned int *out)
+{
+	static const struct {
+		const char		*unit;
+		unsigned long long	 ms;
+	} units[] = {
+		{ "y", 365ULL * 86400000 }, { "M", 30ULL * 86400000 },
+		{ "w", 7ULL * 86400000 }, { "d", 86400000 },
+		{ "h", 3600000 }, { "m", 60000 }, { "s", 1000 },
+		{ "ms", 1 },
+	};
+	unsigned long long	 total = 0, v;
+	size_t			 i, ulen, next = 0;
+	size_t			 n = sizeof(units) / sizeof(units[0]);
+	char			*end;
+
+	if (*s == '\0')
+		return (-1);
+	while (*s != '\0') {
+		if (*s == ' ') {
+			s++;
+			continue;
+		}
+		if (!isdigit((unsigned char)*s))
+			return (-1);
+		errno = 0;
+		v = strtoull(s, &end, 10);
+		if (errno != 0 || v > UINT_MAX)
+			return (-1);
+		s = end;
+		ulen = strspn(s, LETTERS);
+		if (ulen == 0)
+			i = 6;		/* no unit: seconds */
+		else
+			for (i = 0; i < n; i++)
+				if (strlen(units[i].unit) == ulen &&
+				    strncmp(s, units[i].unit, ulen) == 0)
+					break;
+		/* each unit once, largest first */
+		if (i == n || i < next)
+			return (-1);
+		next = i + 1;
+		s += ulen;
+		total += v * units[i].ms;
+		if (total > UINT_MAX)
+			return (-1);
+	}
+	*out = total;
+	return (0);
+}
+
+static int
+parse_flag(struct parser *p, char **argv, int *out)
+{
+	if (strcmp(argv[1], "on") == 0)
+		*out = 1;
+	else if (strcmp(argv[1], "off") == 0)
+		*out = 0;
+	else {
+		perr(p, "invalid value \"%s\" in \"%s\" directive, "
+		    "it must be \"on\" or \"off\"", argv[1], argv[0]);
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+parse_number(struct parser *p, char **argv, long long min, long long max,
+    long long *out)
+{
+	const char	*errstr;
+
+	*out = strtonum(argv[1], min, max, &errstr);
+	if (errstr != NULL) {
+		perr(p, "invalid value \"%s\" in \"%s\" directive: %s",
+		    argv[1], argv[0], errstr);
+		return (-1);
+	}
+	return (0);
+}
+
+/* a main-level directive given twice is an error, as in nginx */
+static int
+mainonce(struct parser *p, char **argv, unsigned int bit)
+{
+	if (p->mainset & bit) {
+		perr(p, "\"%s\" directive is duplicate", argv[0]);
+		return (-1);
+	}
+	p->mainset |= bit;
+	return (0);
+}
+
+/* the level a mail/server directive applies to */
+static struct psrv *
+level(struct parser *p, int ctx)
+{
+	return (ctx == C_SERVER ? p->cur : &p->mail);
+}
+
+static int
+levelonce(struct parser *p, int ctx, char **argv, unsigned int bit)
+{
+	struct psrv	*ps = level(p, ctx);
+
+	if (ps->set & bit) {
+		perr(p, "\"%s\" directive is duplicate", argv[0]);
+		return (-1);
+	}
+	ps->set |= bit;
+	return (0);
+}
+
+/* nothing outside printable ASCII, no space: the value reaches the wire */
+static int
+isprintword(const char *s)
+{
+	if (*s == '\0')
+		return (0);
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+			return (0);
+	return (1);
+}
+
+/*
+ * main and events.
+ */
+
+static int
+set_user(struct parser *p, int ctx, int argc, char **argv)
+{
+	if (mainonce(p, argv, M_USER) == -1)
+		return (-1);
+	if (!isprintword(argv[1]) || strlcpy(p->conf->user, argv[1],
+	    sizeof(p->conf->user)) >= sizeof(p->conf->user))
+		return (badvalue(p, argv, argv[1]));
+	/* the group is the user's own: proc_privdrop uses its gid */
+	return (0);
+}
+
+static int
+set_workers(struct parser *p, int ctx, int argc, char **argv)
+{
+	long long	 n;
+
+	if (mainonce(p, argv, M_WORKERS) == -1)
+		return (-1);
+	if (strcmp(argv[1], "auto") == 0) {
+		p->conf->worker_processes = 0;
+		return (0);
+	}
+	if (parse_number(p, argv, 1, 1024, &n) == -1)
+		return (-1);
+	p->conf->worker_processes = n;
+	return (0);
+}
+
+static int
+loglevel(const char *s)
+{
+	static const struct {
+		const char	*name;
+		int		 level;
+	} levels[] = {
+		{ "debug", LOG_DEBUG }, { "info", LOG_INFO },
+		{ "notice", LOG_NOTICE }, { "warn", LOG_WARNING },
+		{ "error", LOG_ERR }, { "crit", LOG_CRIT },
+		{ "alert", LOG_ALERT }, { "emerg", LOG_EMERG },
+	};
+	size_t	 i;
+
+	for (i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		if (strcmp(s, levels[i].name) == 0)
+			return (levels[i].level);
+	return (-1);
+}
+
+static int
+set_error_log(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct config	*conf = p->conf;
+	int		 lvl = LOG_ERR;
+
+	if (argc == 3 && (lvl = loglevel(argv[2])) == -1)
+		return (badvalue(p, argv, argv[2]));
+	if (ctx != C_MAIN) {
+		/* nginx allows one per server; we have one for all */
+		log_warnx("%s:%d: \"error_log\" is only used at the top "
+		    "level, ignored here", p->f->name, p->line);
+		return (0);
+	}
+	/* several error_log lines are fine in nginx: the last one wins */
+	if (strncmp(argv[1], "syslog:", 7) == 0)
+		conf->error_log[0] = '\0';
+	else if (strncmp(argv[1], "memory:", 7) == 0)
+		return (badvalue(p, argv, argv[1]));
+	else if (argv[1][0] == '\0' || strlcpy(conf->error_log, argv[1],
+	    sizeof(conf->error_log)) >= sizeof(conf->error_log))
+		return (badvalue(p, argv, argv[1]));
+	conf->log_level = lvl;
+	return (0);
+}
+
+static int
+set_pid(struct parser *p, int ctx, int argc, char **argv)
+{
+	if (mainonce(p, argv, M_PID) == -1)
+		return (-1);
+	if (argv[1][0] == '\0' || strlcpy(p->conf->pid, argv[1],
+	    sizeof(p->conf->pid)) >= sizeof(p->conf->pid))
+		return (badvalue(p, argv, argv[1]));
+	return (0);
+}
+
+static int
+set_events(struct parser *p, int ctx, int argc, char **argv)
+{
+	if (mainonce(p, argv, M_EVENTS) == -1)
+		return (-1);
+	return (parse_block(p, C_EVENTS, 1));
+}
+
+static int
+set_connections(struct parser *p, int ctx, int argc, char **argv)
+{
+	long long	 n;
+
+	if (mainonce(p, argv, M_CONNECTIONS) == -1 ||
+	    parse_number(p, argv, 1, 1048576, &n) == -1)
+		return (-1);
+	p->conf->worker_connections = n;
+	return (0);
+}
+
+static int
+set_isolation(struct parser *p, int ctx, int argc, char **argv)
+{
+	if (mainonce(p, argv, M_ISOLATION) == -1)
+		return (-1);
+	if (strcmp(argv[1], "connection") == 0)
+		p->conf->isolation = ISOLATION_CONNECTION;
+	else if (strcmp(argv[1], "shared") == 0)
+		p->conf->isolation = ISOLATION_SHARED;
+	else
+		return (badvalue(p, argv, argv[1]));
+	return (0);
+}
+
+static int
+set_spare(struct parser *p, int ctx, int argc, char **argv)
+{
+	long long	 n;
+
+	if (mainonce(p, argv, M_SPARE) == -1 ||
+	    parse_number(p, argv, 0, 1024, &n) == -1)
+		return (-1);
+	p->conf->spare_workers = n;
+	return (0);
+}
+
+static int
+set_ignore(struct parser *p, int ctx, int argc, char **argv)
+{
+	log_debug("%s:%d: \"%s\" ignored", p->f->name, p->line, argv[0]);
+	return (0);
+}
+
+/* relative to the including file; a pattern may match nothing */
+static int
+set_include(struct parser *p, int ctx, int argc, char **argv)
+{
+	char	 path[PATH_MAX], dir[PATH_MAX];
+	glob_t	 g;
+	size_t	 i;
+	int	 rv = 0;
+
+	if (p->depth >= INCLUDE_DEPTH) {
+		perr(p, "too deep include of \"%s\"", argv[1]);
+		return (-1);
+	}
+	if (argv[1][0] == '/')
+		strlcpy(path, argv[1], sizeof(path));
+	else {
+		strlcpy(dir, p->f->name, sizeof(dir));
+		snprintf(path, sizeof(path), "%s/%s", dirname(dir), argv[1]);
+	}
+	p->depth++;
+	if (strpbrk(path, "*?[") == NULL)
+		rv = parse_file(p, path, ctx);
+	else {
+		if (glob(path, 0, NULL, &g) == 0) {
+			for (i = 0; i < g.gl_pathc && rv == 0; i++)
+				rv = parse_file(p, g.gl_pathv[i], ctx);
+		}
+		globfree(&g);
+	}
+	p->depth--;
+	return (rv);
+}
+
+/*
+ * mail and server.
+ */
+
+static int
+set_mail(struct parser *p, int ctx, int argc, char **argv)
+{
+	if (mainonce(p, argv, M_MAIL) == -1)
+		return (-1);
+	return (parse_block(p, C_MAIL, 1));
+}
+
+static int
+set_server(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct psrv	*ps;
+	int		 rv;
+
+	if ((ps = calloc(1, sizeof(*ps))) == NULL)
+		fatal(__func__);
+	ps->srv = config_server_new(p->conf);
+	ps->file = p->f->name;
+	ps->line = p->line;
+	TAILQ_INSERT_TAIL(&p->psrvs, ps, entry);
+	p->cur = ps;
+	rv = parse_block(p, C_SERVER, 1);
+	p->cur = NULL;
+	return (rv);
+}
+
+static int
+set_server_name(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+
+	if (levelonce(p, ctx, argv, F_SERVER_NAME) == -1)
+		return (-1);
+	if (!isprintword(argv[1]) || strlcpy(srv->server_name, argv[1],
+	    sizeof(srv->server_name)) >= sizeof(srv->server_name))
+		return (badvalue(p, argv, argv[1]));
+	srv->server_name_set = 1;
+	return (0);
+}
+
+static int
+set_timeout(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	unsigned int		 ms, bit, *field;
+
+	if (strcmp(argv[0], "timeout") == 0) {
+		bit = F_TIMEOUT;
+		field = &srv->timeout_ms;
+	} else if (strcmp(argv[0], "auth_http_timeout") == 0) {
+		bit = F_AUTH_HTTP_TIMEOUT;
+		field = &srv->auth_http_timeout_ms;
+	} else if (strcmp(argv[0], "proxy_timeout") == 0) {
+		bit = F_PROXY_TIMEOUT;
+		field = &srv->proxy_timeout_ms;
+	} else {
+		/* resolver_timeout: checked, then unused */
+		bit = F_RESOLVER_TIMEOUT;
+		field = &ms;
+	}
+	if (levelonce(p, ctx, argv, bit) == -1)
+		return (-1);
+	if (parse_time(argv[1], &ms) == -1 || ms == 0)
+		return (badvalue(p, argv, argv[1]));
+	*field = ms;
+	return (0);
+}
+
+static int
+set_flag(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	int			 on, *field, unused;
+	unsigned int		 bit;
+
+	if (strcmp(argv[0], "proxy_pass_error_message") == 0) {
+		bit = F_PASS_ERROR;
+		field = &srv->proxy_pass_error_message;
+	} else if (strcmp(argv[0], "so_keepalive") == 0) {
+		bit = F_SO_KEEPALIVE;
+		field = &srv->so_keepalive;
+	} else if (strcmp(argv[0], "proxy") == 0) {
+		/* nginx parses it and never uses it */
+		bit = F_PROXY;
+		field = &unused;
+	} else {
+		/* auth_http_pass_client_cert: meaningful with TLS only */
+		bit = F_PASS_CLIENT_CERT;
+		field = &unused;
+	}
+	if (levelonce(p, ctx, argv, bit) == -1 ||
+	    parse_flag(p, argv, &on) == -1)
+		return (-1);
+	*field = on;
+	return (0);
+}
+
+static int
+set_size(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	size_t			 size, *field;
+	unsigned int		 bit;
+
+	if (strcmp(argv[0], "imap_client_buffer") == 0) {
+		bit = F_CLIENT_BUFFER;
+		field = &srv->imap_client_buffer;
+	} else {
+		bit = F_PROXY_BUFFER;
+		field = &srv->proxy_buffer;
+	}
+	if (levelonce(p, ctx, argv, bit) == -1)
+		return (-1);
+	/* a command line or a backend line must fit: below 64 is silly */
+	if (parse_size(argv[1], &size) == -1 || size < 64)
+		return (badvalue(p, argv, argv[1]));
+	*field = size;
+	return (0);
+}
+
+static int
+set_max_errors(struct parser *p, int ctx, int argc, char **argv)
+{
+	long long	 n;
+
+	if (levelonce(p, ctx, argv, F_MAX_ERRORS) == -1 ||
+	    parse_number(p, argv, 1, 1000000, &n) == -1)
+		return (-1);
+	level(p, ctx)->srv->max_errors = n;
+	return (0);
+}
+
+/* like nginx's bitmask: repeatable, the first one clears the default */
+static int
+set_imap_auth(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct psrv	*ps = level(p, ctx);
+	unsigned int	 mech = 0;
+	int		 i;
+
+	if ((ps->set & F_IMAP_AUTH) == 0) {
+		ps->srv->imap_auth = 0;
+		ps->set |= F_IMAP_AUTH;
+	}
+	for (i = 1; i < argc; i++) {
+		if (strcasecmp(argv[i], "plain") == 0)
+			mech = MECH_PLAIN;
+		else if (strcasecmp(argv[i], "login") == 0)
+			mech = MECH_LOGIN;
+		else if (strcasecmp(argv[i], "cram-md5") == 0)
+			mech = MECH_CRAM_MD5;
+		else if (strcasecmp(argv[i], "external") == 0)
+			mech = MECH_EXTERNAL;
+		else
+			return (badvalue(p, argv, argv[i]));
+		ps->srv->imap_auth |= mech;
+	}
+	return (0);
+}
+
+/* replaces the default list; repeated lines append, as in nginx */
+static int
+set_imap_caps(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct psrv	*ps = level(p, ctx);
+	char		*caps = ps->srv->imap_capabilities;
+	size_t		 size = sizeof(ps->srv->imap_capabilities);
+	int		 i;
+
+	if ((ps->set & F_IMAP_CAPS) == 0) {
+		caps[0] = '\0';
+		ps->set |= F_IMAP_CAPS;
+	}
+	for (i = 1; i < argc; i++) {
+		if (!isprintword(argv[i]))
+			return (badvalue(p, argv, argv[i]));
+		if ((caps[0] != '\0' && strlcat(caps, " ", size) >= size) ||
+		    strlcat(caps, argv[i], size) >= size) {
+			perr(p, "too long \"%s\" list", argv[0]);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/* "host:port" or "[v6]:port"; NULL or the reason it is not */
+static const char *
+split_hostport(const char *s, char *host, size_t hsize, char *port,
+    size_t psize)
+{
+	const char	*colon, *end;
+	size_t		 hlen;
+
+	if (s[0] == '[') {
+		if ((end = strchr(s, ']')) == NULL)
+			return ("missing \"]\"");
+		if (end[1] != ':')
+			return ("no port");
+		colon = end + 1;
+		s++;
+		hlen = end - s;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return ("no port");
+		if (strchr(s, ':') != colon)
+			return ("IPv6 address without []");
+		hlen = colon - s;
+	}
+	if (hlen == 0 || hlen >= hsize)
+		return ("invalid host");
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	if (strlcpy(port, colon + 1, psize) >= psize)
+		return ("invalid port");
+	if (port[0] == '\0' || strspn(port, "0123456789") != strlen(port) ||
+	    strtol(port, NULL, 10) < 1 || strtol(port, NULL, 10) > 65535)
+		return ("invalid port");
+	return (NULL);
+}
+
+static int
+resolve(struct parser *p, const char *what, const char *host,
+    const char *port, int passive, struct addrinfo **res)
+{
+	struct addrinfo	 hints;
+	int		 error;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+	if (host == NULL)
+		hints.ai_family = AF_INET;	/* "*:143", "143" */
+	if ((error = getaddrinfo(host, port, &hints, res)) != 0) {
+		perr(p, "host \"%s\" of \"%s\" not found: %s",
+		    host ? host : "*", what, gai_strerror(error));
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+set_proxy_pass(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	struct addrinfo		*res;
+	char			 host[NAME_MAX_LEN], port[8];
+	const char		*why;
+
+	if (levelonce(p, ctx, argv, F_PROXY_PASS) == -1)
+		return (-1);
+	if ((why = split_hostport(argv[1], host, sizeof(host), port,
+	    sizeof(port))) != NULL) {
+		perr(p, "invalid value \"%s\" in \"%s\" directive: %s",
+		    argv[1], argv[0], why);
+		return (-1);
+	}
+	if (resolve(p, argv[0], host, port, 0, &res) == -1)
+		return (-1);
+	/* like nginx, the first address only */
+	memcpy(&srv->proxy_pass, res->ai_addr, res->ai_addrlen);
+	srv->proxy_pass_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (strlcpy(srv->proxy_pass_name, argv[1],
+	    sizeof(srv->proxy_pass_name)) >= sizeof(srv->proxy_pass_name))
+		return (badvalue(p, argv, argv[1]));
+	srv->proxy_pass_set = 1;
+	return (0);
+}
+
+/* nginx resolves the auth service once, at load time; so do we */
+static int
+set_auth_http(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	struct auth_url		*au = &srv->auth_http;
+	struct addrinfo		*res;
+	char			 err[256], port[8];
+	int			 error;
+
+	if (levelonce(p, ctx, argv, F_AUTH_HTTP) == -1)
+		return (-1);
+	memset(au, 0, sizeof(*au));
+	err[0] = '\0';
+	if (authhttp_parse_url(argv[1], au, err, sizeof(err)) == -1) {
+		perr(p, "invalid value \"%s\" in \"%s\" directive: %s",
+		    argv[1], argv[0], err);
+		return (-1);
+	}
+	if (strlcpy(au->url, argv[1], sizeof(au->url)) >= sizeof(au->url))
+		return (badvalue(p, argv, argv[1]));
+	if (au->unix_path[0] == '\0') {
+		snprintf(port, sizeof(port), "%d", au->port);
+		if (resolve(p, argv[0], au->host, port, 0, &res) == -1)
+			return (-1);
+		error = getnameinfo(res->ai_addr, res->ai_addrlen, au->addr,
+		    sizeof(au->addr), NULL, 0, NI_NUMERICHOST);
+		freeaddrinfo(res);
+		if (error != 0) {
+			perr(p, "\"%s\": %s", argv[0], gai_strerror(error));
+			return (-1);
+		}
+	}
+	srv->auth_http_set = 1;
+	return (0);
+}
+
+static int
+set_auth_header(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	struct auth_header	*h;
+	const char		*s;
+
+	/* a header name is a token; the value must not break the request */
+	if (argv[1][0] == '\0' ||
+	    strspn(argv[1], LETTERS "0123456789-_") != strlen(argv[1]) ||
+	    strlen(argv[1]) >= HEADER_NAME_LEN)
+		return (badvalue(p, argv, argv[1]));
+	for (s = argv[2]; *s != '\0'; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f)
+			return (badvalue(p, argv, argv[2]));
+	if (strlen(argv[2]) >= HEADER_VALUE_LEN)
+		return (badvalue(p, argv, argv[2]));
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		fatal(__func__);
+	h->server_id = srv->id;
+	strlcpy(h->name, argv[1], sizeof(h->name));
+	strlcpy(h->value, argv[2], sizeof(h->value));
+	TAILQ_INSERT_TAIL(&srv->auth_headers, h, entry);
+	return (0);
+}
+
+static int
+set_protocol(struct parser *p, int ctx, int argc, char **argv)
+{
+	if (strcmp(argv[1], "imap") == 0)
+		return (0);
+	if (strcmp(argv[1], "pop3") == 0 || strcmp(argv[1], "smtp") == 0)
+		perr(p, "protocol \"%s\" is not supported: imaprelayd "
+		    "proxies IMAP only", argv[1]);
+	else
+		perr(p, "unknown protocol \"%s\"", argv[1]);
+	return (-1);
+}
+
+/*
+ * listen.
+ */
+
+/* so_keepalive=on|off|[idle]:[intvl]:[cnt] */
+static int
+listen_keepalive(const char *v, struct listen_conf *lc)
+{
+	char		 buf[64], *s, *part[3];
+	unsigned int	 ms;
+	const char	*errstr;
+	int		 i;
+
+	if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+		lc->keepalive = (strcmp(v, "on") == 0);
+		return (0);
+	}
+	if (strlcpy(buf, v, sizeof(buf)) >= sizeof(buf))
+		return (-1);
+	s = buf;
+	for (i = 0; i < 3; i++)
+		if ((part[i] = strsep(&s, ":")) == NULL)
+			return (-1);
+	if (s != NULL)
+		return (-1);
+	if (part[0][0] != '\0') {
+		if (parse_time(part[0], &ms) == -1 || ms < 1000)
+			return (-1);
+		lc->keepidle = ms / 1000;
+	}
+	if (part[1][0] != '\0') {
+		if (parse_time(part[1], &ms) == -1 || ms < 1000)
+			return (-1);
+		lc->keepintvl = ms / 1000;
+	}
+	if (part[2][0] != '\0') {
+		lc->keepcnt = strtonum(part[2], 1, 1000, &errstr);
+		if (errstr != NULL)
+			return (-1);
+	}
+	if (lc->keepidle == 0 && lc->keepintvl == 0 && lc->keepcnt == 0)
+		return (-1);
+	lc->keepalive = 1;
+	return (0);
+}
+
+/* the parameters after the address, into a template listen_conf */
+static int
+listen_params(struct parser *p, int argc, char **argv,
+    struct listen_conf *lc)
+{
+	const char	*errstr;
+	size_t		 size;
+	int		 i;
+
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "ssl") == 0)
+			return (deny_tls(p, 0, argc, argv));
+		else if (strcmp(argv[i], "proxy_protocol") == 0) {
+			perr(p, "\"listen ... proxy_protocol\" is not "
+			    "supported yet");
+			return (-1);
+		} else if (strcmp(argv[i], "bind") == 0)
+			lc->bind = 1;
+		else if (strncmp(argv[i], "backlog=", 8) == 0) {
+			lc->backlog = strtonum(argv[i] + 8, 1, 65535, &errstr);
+			if (errstr != NULL)
+				goto bad;
+		} else if (strncmp(argv[i], "rcvbuf=", 7) == 0) {
+			if (parse_size(argv[i] + 7, &size) == -1 || size == 0)
+				goto bad;
+			lc->rcvbuf = size;
+		} else if (strncmp(argv[i], "sndbuf=", 7) == 0) {
+			if (parse_size(argv[i] + 7, &size) == -1 || size == 0)
+				goto bad;
+			lc->sndbuf = size;
+		} else if (strncmp(argv[i], "so_keepalive=", 13) == 0) {
+			if (listen_keepalive(argv[i] + 13, lc) == -1)
+				goto bad;
+			lc->bind = 1;
+		} else if (strncmp(argv[i], "ipv6only=", 9) == 0) {
+			if (strcmp(argv[i] + 9, "on") == 0)
+				lc->ipv6only = 1;
+			else if (strcmp(argv[i] + 9, "off") == 0)
+				lc->ipv6only = 0;
+			else
+				goto bad;
+			lc->bind = 1;
+		} else if (strcmp(argv[i], "multipath") == 0) {
+			perr(p, "\"listen ... multipath\" is not supported");
+			return (-1);
+		} else {
+			perr(p, "invalid parameter \"%s\" in \"listen\"",
+			    argv[i]);
+			return (-1);
+		}
+	}
+	return (0);
+ bad:
+	perr(p, "invalid value \"%s\" in \"listen\"", argv[i]);
+	return (-1);
+}
+
+/* "ADDR:PORT", "[V6]:PORT", "*:PORT", "PORT" */
+static int
+listen_resolve(struct parser *p, const char *spec, struct addrinfo **res)
+{
+	char		 host[NAME_MAX_LEN], port[8];
+	const char	*why;
+
+	if (strncmp(spec, "unix:", 5) == 0) {
+		perr(p, "\"listen unix:\" is not supported");
+		return (-1);
+	}
+	if (spec[0] != '\0' && strspn(spec, "0123456789") == strlen(spec)) {
+		if (strlcpy(port, spec, sizeof(port)) >= sizeof(port) ||
+		    strtol(port, NULL, 10) < 1 ||
+		    strtol(port, NULL, 10) > 65535)
+			goto bad;
+		return (resolve(p, "listen", NULL, port, 1, res));
+	}
+	if ((why = split_hostport(spec, host, sizeof(host), port,
+	    sizeof(port))) != NULL) {
+		perr(p, "invalid value \"%s\" in \"listen\": %s", spec, why);
+		return (-1);
+	}
+	return (resolve(p, "listen", strcmp(host, "*") == 0 ? NULL : host,
+	    port, 1, res));
+ bad:
+	perr(p, "invalid value \"%s\" in \"listen\": invalid port", spec);
+	return (-1);
+}
+
+static int
+set_listen(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct listen_conf	 tmpl, *lc, *l;
+	struct addrinfo		*res, *ai;
+	char			 name[ADDR_STR_LEN];
+
+	memset(&tmpl, 0, sizeof(tmpl));
+	tmpl.backlog = tmpl.rcvbuf = tmpl.sndbuf = -1;
+	tmpl.keepalive = tmpl.ipv6only = -1;
+	tmpl.fd = -1;
+	if (listen_params(p, argc, argv, &tmpl) == -1 ||
+	    listen_resolve(p, argv[1], &res) == -1)
+		return (-1);
+	/* a host name listens on every address it has, as nginx does */
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		if (tmpl.ipv6only != -1 && ai->ai_family != AF_INET6) {
+			perr(p, "ipv6only is not supported on \"%s\"",
+			    argv[1]);
+			freeaddrinfo(res);
+			return (-1);
+		}
+		sockaddr_str(ai->ai_addr, name, sizeof(name));
+		TAILQ_FOREACH(l, &p->conf->listens, entry)
+			if (l->server_id == p->cur->srv->id &&
+			    strcmp(l->name, name) == 0 && l->line == p->line &&
+			    l->file == p->f->name)
+				break;
+		if (l != NULL)
+			continue;
+		if ((lc = malloc(sizeof(*lc))) == NULL)
+			fatal(__func__);
+		*lc = tmpl;
+		memcpy(&lc->ss, ai->ai_addr, ai->ai_addrlen);
+		lc->sslen = ai->ai_addrlen;
+		strlcpy(lc->name, name, sizeof(lc->name));
+		lc->server_id = p->cur->srv->id;
+		lc->file = p->f->name;
+		lc->line = p->line;
+		TAILQ_INSERT_TAIL(&p->conf->listens, lc, entry);
+		p->cur->nlisten++;
+	}
+	freeaddrinfo(res);
+	return (0);
+}
+
+/*
+ * Refusals.
+ */
+
+static int
+deny_tls(struct parser *p, int ctx, int argc, char **argv)
+{
+	perr(p, "TLS is not supported yet");
+	return (-1);
+}
+
+static int
+deny_proto(struct parser *p, int ctx, int argc, char **argv)
+{
+	perr(p, "\"%s\" is for pop3/smtp; imaprelayd proxies IMAP only",
+	    argv[0]);
+	return (-1);
+}
+
+static int
+deny_block(struct parser *p, int ctx, int argc, char **argv)
+{
+	perr(p, "%s is not supported: imaprelayd is an IMAP proxy", argv[0]);
+	return (-1);
+}
+
+static int
+deny_later(struct parser *p, int ctx, int argc, char **argv)
+{
+	perr(p, "\"%s\" is not supported yet", argv[0]);
+	return (-1);
+}
+
+/*
+ * After the file: inherit, check, number.
+ */
+
+/* nginx's merge: what a server did not set comes from mail{} */
+static void
+merge(struct psrv *mail, struct psrv *ps)
+{
+	struct server_conf	*m = mail->srv, *s = ps->srv;
+	struct auth_header	*h, *nh;
+	unsigned int		 inherit = mail->set & ~ps->set;
+
+	if (inherit & F_SERVER_NAME) {
+		memcpy(s->server_name, m->server_name, sizeof(s->server_name));
+		s->server_name_set = m->server_name_set;
+	}
+	if (inherit & F_TIMEOUT)
+		s->timeout_ms = m->timeout_ms;
+	if (inherit & F_AUTH_HTTP) {
+		s->auth_http = m->auth_http;
+		s->auth_http_set = m->auth_http_set;
+	}
+	if (inherit & F_AUTH_HTTP_TIMEOUT)
+		s->auth_http_timeout_ms = m->auth_http_timeout_ms;
+	if (inherit & F_IMAP_AUTH)
+		s->imap_auth = m->imap_auth;
+	if (inherit & F_IMAP_CAPS)
+		memcpy(s->imap_capabilities, m->imap_capabilities,
+		    sizeof(s->imap_capabilities));
+	if (inherit & F_CLIENT_BUFFER)
+		s->imap_client_buffer = m->imap_client_buffer;
+	if (inherit & F_PROXY_BUFFER)
+		s->proxy_buffer = m->proxy_buffer;
+	if (inherit & F_PROXY_TIMEOUT)
+		s->proxy_timeout_ms = m->proxy_timeout_ms;
+	if (inherit & F_PASS_ERROR)
+		s->proxy_pass_error_message = m->proxy_pass_error_message;
+	if (inherit & F_MAX_ERRORS)
+		s->max_errors = m->max_errors;
+	if (inherit & F_SO_KEEPALIVE)
+		s->so_keepalive = m->so_keepalive;
+	if (inherit & F_PROXY_PASS) {
+		s->proxy_pass = m->proxy_pass;
+		s->proxy_pass_len = m->proxy_pass_len;
+		memcpy(s->proxy_pass_name, m->proxy_pass_name,
+		    sizeof(s->proxy_pass_name));
+		s->proxy_pass_set = m->proxy_pass_set;
+	}
+	/* headers: all of mail's, only if the server has none */
+	if (!TAILQ_EMPTY(&s->auth_headers))
+		return;
+	TAILQ_FOREACH(h, &m->auth_headers, entry) {
+		if ((nh = malloc(sizeof(*nh))) == NULL)
+			fatal(__func__);
+		*nh = *h;
+		nh->server_id = s->id;
+		TAILQ_INSERT_TAIL(&s->auth_headers, nh, entry);
+	}
+}
+
+static int
+finish(struct parser *p, const char *file)
+{
+	struct psrv		*ps;
+	struct listen_conf	*lc, *l;
+
+	if (TAILQ_EMPTY(&p->psrvs)) {
+		log_warnx("%s: no mail server is defined", file);
+		return (-1);
+	}
+	TAILQ_FOREACH(ps, &p->psrvs, entry) {
+		merge(&p->mail, ps);
+		if (ps->nlisten == 0) {
+			log_warnx("%s:%d: server has no \"listen\" directive",
+			    ps->file, ps->line);
+			return (-1);
+		}
+		if (!ps->srv->auth_http_set && !ps->srv->proxy_pass_set) {
+			log_warnx("%s:%d: server has neither \"auth_http\" "
+			    "nor \"proxy_pass\"", ps->file, ps->line);
+			return (-1);
+		}
+	}
+	TAILQ_FOREACH(lc, &p->conf->listens, entry) {
+		for (l = TAILQ_FIRST(&p->conf->listens); l != lc;
+		    l = TAILQ_NEXT(l, entry))
+			if (strcmp(l->name, lc->name) == 0)
+				break;
+		if (l != lc) {
+			log_warnx("%s:%d: duplicate \"%s\" address and port "
+			    "pair", lc->file, lc->line, lc->name);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+static void
+parser_free(struct parser *p)
+{
+	struct psrv		*ps;
+	struct auth_header	*h;
+
+	while ((ps = TAILQ_FIRST(&p->psrvs)) != NULL) {
+		TAILQ_REMOVE(&p->psrvs, ps, entry);
+		free(ps);
+	}
+	if (p->mail.srv == NULL)
+		return;
+	while ((h = TAILQ_FIRST(&p->mail.srv->auth_headers)) != NULL) {
+		TAILQ_REMOVE(&p->mail.srv->auth_headers, h, entry);
+		free(h);
+	}
+	free(p->mail.srv);
+}
+
+struct config *
+parse_config(const char *file)
+{
+	struct parser	 p;
+	int		 rv;
+
+	memset(&p, 0, sizeof(p));
+	TAILQ_INIT(&p.psrvs);
+	p.conf = config_new();
+	/* the mail{} level: a server's defaults, kept off the list */
+	p.mail.srv = config_server_new(p.conf);
+	TAILQ_REMOVE(&p.conf->servers, p.mail.srv, entry);
+
+	rv = parse_file(&p, file, C_MAIN);
+	if (rv == 0)
+		rv = finish(&p, file);
+	parser_free(&p);
+	if (rv == -1) {
+		config_free(p.conf);
+		return (NULL);
+	}
+	return (p.conf);
+}
