@@ -41,6 +41,15 @@ set_nonblock_fd(int fd)
 }
 
 static void
+set_bufsize(int fd)
+{
+	int	 sz = 1024 * 1024;
+
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+}
+
+static void
 chan_open(struct chan *c, uint32_t maxpayload)
 {
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, c->sv) == -1) {
@@ -49,6 +58,12 @@ chan_open(struct chan *c, uint32_t maxpayload)
 	}
 	set_nonblock_fd(c->sv[0]);
 	set_nonblock_fd(c->sv[1]);
+	/*
+	 * Tests write everything before they read, in one process: the
+	 * socket must hold it all or imsgbuf_flush waits forever.
+	 */
+	set_bufsize(c->sv[0]);
+	set_bufsize(c->sv[1]);
 	if (imsgbuf_init(&c->a, c->sv[0]) == -1 ||
 	    imsgbuf_init(&c->b, c->sv[1]) == -1) {
 		perror("imsgbuf_init");
