@@ -1,0 +1,180 @@
+/*
+ * Copyright (c) 2025 The imaprelayd authors
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * The imap worker: one struct session per client, shared by imap.c
+ * (accept, pre-login dialogue, auth) and proxy.c (backend login, relay).
+ *
+ * Functions that may end or close a session return -1; the caller must
+ * then stop touching it (it may already be freed).
+ */
+
+#ifndef IMAP_H
+#define IMAP_H
+
+#include "imapparse.h"
+
+/* pending replies above this stop the parser and reading (backpressure) */
+#define IMAP_OUT_HIWAT		(64 * 1024)
+
+enum session_state {
+	S_PRELOGIN,		/* reading and answering commands */
+	S_AUTHENTICATE,		/* AUTHENTICATE waits for a client line */
+	S_AUTH_WAIT,		/* request sent to the auth process */
+	S_AUTH_DELAY,		/* login refused: Auth-Wait before the NO */
+	S_BACKEND_CONNECT,	/* non-blocking connect in progress */
+	S_BACKEND_GREETING,	/* waiting for the backend's "* OK" */
+	S_BACKEND_LOGIN,	/* login sent, waiting for its tagged reply */
+	S_RELAY,		/* logged in: bytes both ways */
+	S_CLOSING,		/* flushing the last replies, then close */
+};
+
+/* where an AUTHENTICATE exchange stands */
+enum sasl_step {
+	SASL_NONE,
+	SASL_PLAIN,		/* waiting for the PLAIN message */
+	SASL_LOGIN_USER,	/* waiting for the base64 user name */
+	SASL_LOGIN_PASS,	/* waiting for the base64 password */
+	SASL_CRAM_MD5,		/* waiting for "user digest" */
+};
+
+/* a byte buffer: pending data is data[off..len) */
+struct iobuf {
+	unsigned char	*data;
+	size_t		 size;
+	size_t		 off;
+	size_t		 len;
+};
+#define IOBUF_DATA(b)	((b)->data + (b)->off)
+#define IOBUF_LEN(b)	((b)->len - (b)->off)
+
+/* per server: its configuration and the strings built once from it */
+struct imap_server {
+	TAILQ_ENTRY(imap_server)	 entry;
+	struct server_conf		*conf;
+	char				 caps[CAPS_MAX_LEN + 64];
+};
+
+/* what the backend's greeting advertised */
+#define BCAP_SASL_IR		0x01
+#define BCAP_AUTH_PLAIN		0x02
+#define BCAP_LITERALPLUS	0x04
+#define BCAP_ID			0x08
+
+struct session {
+	TAILQ_ENTRY(session)	 entry;
+	enum session_state	 state;
+	struct imap_server	*srv;
+	struct server_conf	*conf;
+	uint64_t		 start_ms;
+	const char		*reason;	/* why it ends, for the log */
+
+	/* the client */
+	int			 cfd;
+	char			 client[ADDR_STR_LEN];	/* addr:port */
+	char			 client_ip[INET6_ADDRSTRLEN];
+	uint16_t		 client_port;
+	struct event		 ev_cread;
+	struct event		 ev_cwrite;
+	struct event		 ev_timer;	/* the one timer of a phase */
+	int			 client_eof;
+	int			 client_shut;	/* our write side shut down */
+
+	/* pre-login */
+	struct iobuf		 in;	/* imap_client_buffer bytes */
+	struct iobuf		 out;	/* replies, soft bound IMAP_OUT_HIWAT */
+	char			*scratch;	/* the parser's argument space */
+	struct imap_cmd		 cmd;
+	size_t			 lit_acked;	/* literal already sent "+" */
+	unsigned int		 errors;
+	char			 tag[IMAP_NAMELEN * 2 + 1];	/* login's */
+	enum sasl_step		 sasl;
+	char			 salt[NAME_MAX_LEN + 64];	/* CRAM-MD5 */
+	char			*id_params;	/* client's ID list, or NULL */
+
+	/* login */
+	char			*user;		/* client's user name */
+	char			*pass;		/* client's password: wiped */
+	size_t			 pass_len;
+	uint32_t		 method;	/* enum auth_method */
+	uint32_t		 attempt;
+	uint32_t		 auth_id;	/* pending request, 0: none */
+	uint64_t		 auth_start_ms;
+	unsigned int		 auth_ms;
+	char			*failtext;	/* NO text held for Auth-Wait */
+
+	/* the backend */
+	int			 bfd;
+	char			 backend[ADDR_STR_LEN];
+	struct event		 ev_bread;
+	struct event		 ev_bwrite;
+	char			*buser;		/* credentials for the backend */
+	size_t			 buser_len;
+	char			*bpass;		/* wiped once sent */
+	size_t			 bpass_len;
+	unsigned int		 bcaps;		/* BCAP_* */
+	struct iobuf		 login;		/* login command; off = sent */
+	size_t			 login_seg[3];	/* ends of its parts */
+	int			 login_nseg;
+	int			 login_cur;	/* part being sent */
+	int			 id_pending;	/* our ID's reply not seen yet */
+	int			 backend_eof;
+	int			 backend_shut;
+
+	/* relay */
+	struct iobuf		 c2b;
+	struct iobuf		 b2c;
+	uint64_t		 bytes_in;	/* client -> backend */
+	uint64_t		 bytes_out;	/* backend -> client */
+};
+
+/* imap.c */
+uint64_t	 imap_now_ms(void);
+char		*memdup0(const void *, size_t);
+int		 iobuf_alloc(struct iobuf *, size_t);
+void		 iobuf_free(struct iobuf *);
+size_t		 iobuf_room(struct iobuf *);
+int		 iobuf_add(struct iobuf *, const void *, size_t);
+void		 iobuf_drain(struct iobuf *, size_t);
+ssize_t		 client_read(struct session *, void *, size_t);
+ssize_t		 client_write(struct session *, const void *, size_t);
+int		 client_flush(struct session *);
+void		 client_shutdown(struct session *);
+int		 client_reply(struct session *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+int		 client_send(struct session *, const void *, size_t);
+void		 session_update(struct session *);
+void		 session_timer(struct session *, unsigned int);
+int		 session_finish(struct session *, const char *);
+void		 session_close(struct session *, const char *);
+int		 session_resume(struct session *);
+int		 session_unavailable(struct session *, const char *,
+		    const char *, const char *);
+void		 session_wipe_creds(struct session *);
+const char	*log_safe(char *, size_t, const char *, size_t);
+
+/* proxy.c */
+int		 proxy_connect(struct session *, const struct sockaddr *,
+		    socklen_t, const char *, size_t, const char *, size_t);
+void		 proxy_backend_read(int, short, void *);
+void		 proxy_backend_write(int, short, void *);
+int		 proxy_client_read(struct session *);
+int		 proxy_relay_check(struct session *);
+int		 proxy_login_pending(struct session *);
+void		 proxy_timeout(struct session *);
+void		 proxy_close_backend(struct session *);
+
+#endif /* IMAP_H */

@@ -1,0 +1,643 @@
+/*
+ * Copyright (c) 2025 The imaprelayd authors
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * The backend side of a session: connect, read the greeting, log in on
+ * the client's behalf with as few round trips as the backend allows,
+ * then relay bytes both ways through two bounded buffers.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "imaprelayd.h"
+#include "imap.h"
+#include "sasl.h"
+
+static int	backend_fail(struct session *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static int	backend_lines(struct session *);
+static int	backend_greeting(struct session *, const char *, size_t);
+static void	backend_caps(struct session *, const char *);
+static int	backend_login_line(struct session *, const char *, size_t);
+static int	login_build(struct session *);
+static int	login_write(struct session *);
+static int	login_ok(struct session *, const char *, size_t);
+static int	login_rejected(struct session *, const char *, size_t);
+static int	backend_flush(struct session *);
+static int	relay_backend_read(struct session *);
+
+int
+proxy_connect(struct session *s, const struct sockaddr *sa, socklen_t salen,
+    const char *user, size_t ulen, const char *pass, size_t plen)
+{
+	char	*u, *p;
+	int	 on = 1;
+
+	/* the arguments may point at the client's copies wiped below */
+	if ((u = memdup0(user, ulen)) == NULL ||
+	    (p = memdup0(pass, plen)) == NULL) {
+		free(u);
+		log_warn(__func__);
+		session_close(s, "out of memory");
+		return (-1);
+	}
+	session_wipe_creds(s);
+	s->buser = u;
+	s->buser_len = ulen;
+	s->bpass = p;
+	s->bpass_len = plen;
+	s->bcaps = 0;
+	s->state = S_BACKEND_CONNECT;
+	sockaddr_str(sa, s->backend, sizeof(s->backend));
+	/* one limit for connect, greeting and login together */
+	session_timer(s, s->conf->timeout_ms);
+	if (iobuf_alloc(&s->b2c, s->conf->proxy_buffer) == -1)
+		return (backend_fail(s, "backend %s: %s", s->backend,
+		    strerror(errno)));
+
+	if ((s->bfd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1)
+		return (backend_fail(s, "backend %s: socket: %s", s->backend,
+		    strerror(errno)));
+	if (s->conf->so_keepalive && setsockopt(s->bfd, SOL_SOCKET,
+	    SO_KEEPALIVE, &on, sizeof(on)) == -1)
+		log_warn("%s: SO_KEEPALIVE", __func__);
+	event_set(&s->ev_bread, s->bfd, EV_READ | EV_PERSIST,
+	    proxy_backend_read, s);
+	event_set(&s->ev_bwrite, s->bfd, EV_WRITE | EV_PERSIST,
+	    proxy_backend_write, s);
+	if (connect(s->bfd, sa, salen) == -1 && errno != EINPROGRESS)
+		return (backend_fail(s, "backend %s: connect: %s", s->backend,
+		    strerror(errno)));
+	session_update(s);
+	return (0);
+}
+
+void
+proxy_close_backend(struct session *s)
+{
+	if (s->bfd != -1) {
+		event_del(&s->ev_bread);
+		event_del(&s->ev_bwrite);
+		close(s->bfd);
+		s->bfd = -1;
+	}
+	iobuf_free(&s->b2c);
+	iobuf_free(&s->login);
+	s->id_pending = 0;
+}
+
+/* the backend could not take the login: tell the client, close */
+static int
+backend_fail(struct session *s, const char *fmt, ...)
+{
+	char	 why[256];
+	va_list	 ap;
+	size_t	 i;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	/* the reason may quote a backend line: keep the log line sane */
+	for (i = 0; why[i] != '\0'; i++)
+		if ((unsigned char)why[i] < 0x20 || why[i] == '"')
+			why[i] = '?';
+	return (session_unavailable(s, "backend unavailable", why,
+	    "backend unavailable"));
+}
+
+void
+proxy_timeout(struct session *s)
+{
+	backend_fail(s, "backend timeout");
+}
+
+/* a backend line for a log: without its CRLF */
+static int
+linelen(const char *line, size_t len)
+{
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		len--;
+	return (len > 200 ? 200 : (int)len);
+}
+
+void
+proxy_backend_write(int fd, short event, void *arg)
+{
+	struct session	*s = arg;
+	socklen_t	 len = sizeof(int);
+	int		 err = 0;
+
+	switch (s->state) {
+	case S_BACKEND_CONNECT:
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+			err = errno;
+		if (err != 0) {
+			backend_fail(s, "backend %s: connect: %s", s->backend,
+			    strerror(err));
+			return;
+		}
+		s->state = S_BACKEND_GREETING;
+		break;
+	case S_BACKEND_LOGIN:
+		if (login_write(s) == -1)
+			return;
+		break;
+	case S_RELAY:
+		if (backend_flush(s) == -1 || proxy_relay_check(s) == -1)
+			return;
+		break;
+	default:
+		break;
+	}
+	session_update(s);
+}
+
+void
+proxy_backend_read(int fd, short event, void *arg)
+{
+	struct session	*s = arg;
+	size_t		 room;
+	ssize_t		 n;
+
+	if (s->state == S_RELAY) {
+		if (relay_backend_read(s) != -1)
+			session_update(s);
+		return;
+	}
+	if ((room = iobuf_room(&s->b2c)) == 0) {
+		session_update(s);
+		return;
+	}
+	if ((n = read(fd, s->b2c.data + s->b2c.len, room)) == -1) {
+		if (errno != EAGAIN && errno != EINTR)
+			backend_fail(s, "backend %s: read: %s", s->backend,
+			    strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		backend_fail(s, "backend %s: connection closed", s->backend);
+		return;
+	}
+	s->b2c.len += n;
+	if (backend_lines(s) == -1 || client_flush(s) == -1)
+		return;
+	if (s->state == S_RELAY && (backend_flush(s) == -1 ||
+	    proxy_relay_check(s) == -1))
+		return;
+	session_update(s);
+}
+
+/* complete lines of the greeting and login phase, one at a time */
+static int
+backend_lines(struct session *s)
+{
+	unsigned char	*lf;
+	char		*line;
+	size_t		 len;
+	int		 r;
+
+	while (s->state == S_BACKEND_GREETING || s->state == S_BACKEND_LOGIN) {
+		/* untagged lines are queued for the client: bound them */
+		if (IOBUF_LEN(&s->out) >= IMAP_OUT_HIWAT)
+			return (0);
+		lf = memchr(IOBUF_DATA(&s->b2c), '\n', IOBUF_LEN(&s->b2c));
+		if (lf == NULL) {
+			if (IOBUF_LEN(&s->b2c) == s->b2c.size)
+				return (backend_fail(s,
+				    "backend %s: line too long", s->backend));
+			return (0);
+		}
+		/* a copy: the handler may close the backend and its buffer */
+		len = lf - IOBUF_DATA(&s->b2c) + 1;
+		if ((line = memdup0(IOBUF_DATA(&s->b2c), len)) == NULL) {
+			log_warn(__func__);
+			session_close(s, "out of memory");
+			return (-1);
+		}
+		iobuf_drain(&s->b2c, len);
+		if (s->state == S_BACKEND_GREETING)
+			r = backend_greeting(s, line, len);
+		else
+			r = backend_login_line(s, line, len);
+		free(line);
+		if (r == -1)
+			return (-1);
+	}
+	return (0);
+}
+
+static int
+backend_greeting(struct session *s, const char *line, size_t len)
+{
+	if (len < 5 || strncasecmp(line, "* OK", 4) != 0)
+		return (backend_fail(s, "backend greeting: %.*s",
+		    linelen(line, len), line));
+	backend_caps(s, line);
+	if (login_build(s) == -1)
+		return (-1);
+	s->state = S_BACKEND_LOGIN;
+	return (login_write(s));
+}
+
+/* what "[CAPABILITY ...]" in the greeting allows us to use */
+static void
+backend_caps(struct session *s, const char *line)
+{
+	static const struct {
+		const char	*name;
+		unsigned int	 flag;
+	} caps[] = {
+		{ "SASL-IR",	BCAP_SASL_IR },
+		{ "AUTH=PLAIN",	BCAP_AUTH_PLAIN },
+		{ "LITERAL+",	BCAP_LITERALPLUS },
+		{ "ID",		BCAP_ID },
+	};
+	const char	*p, *end;
+	size_t		 n, i;
+
+	if ((p = strcasestr(line, "[CAPABILITY ")) == NULL)
+		return;
+	p += strlen("[CAPABILITY ");
+	if ((end = strchr(p, ']')) == NULL)
+		return;
+	while (p < end) {
+		n = strcspn(p, " ]");
+		for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+			if (n == strlen(caps[i].name) &&
+			    strncasecmp(p, caps[i].name, n) == 0)
+				s->bcaps |= caps[i].flag;
+		p += n;
+		p += strspn(p, " ");
+	}
+}
+
+static int
+login_quotable(const char *str, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i < len; i++)
+		if (str[i] < 0x20 || str[i] == 0x7f)	/* also 8-bit */
+			return (0);
+	return (1);
+}
+
+static void
+login_add_quoted(struct iobuf *b, const char *str, size_t len)
+{
+	size_t	 i;
+
+	iobuf_add(b, "\"", 1);
+	for (i = 0; i < len; i++) {
+		if (str[i] == '"' || str[i] == '\\')
+			iobuf_add(b, "\\", 1);
+		iobuf_add(b, &str[i], 1);
+	}
+	iobuf_add(b, "\"", 1);
+}
+
+static void
+login_add(struct iobuf *b, const char *fmt, ...)
+{
+	char	 buf[128];
+	va_list	 ap;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	iobuf_add(b, buf, n);
+}
+
+/* "AUTHENTICATE PLAIN <base64(\0user\0pass)>", one round trip */
+static int
+login_add_plain(struct session *s, struct iobuf *b)
+{
+	size_t		 rawlen = s->buser_len + s->bpass_len + 2;
+	size_t		 b64len = (rawlen + 2) / 3 * 4 + 1;
+	unsigned char	*raw;
+	char		*b64;
+	int		 r = -1;
+
+	raw = malloc(rawlen);
+	b64 = malloc(b64len);
+	if (raw != NULL && b64 != NULL) {
+		raw[0] = '\0';
+		memcpy(raw + 1, s->buser, s->buser_len);
+		raw[s->buser_len + 1] = '\0';
+		memcpy(raw + s->buser_len + 2, s->bpass, s->bpass_len);
+		if (base64_encode(raw, rawlen, b64, b64len) != -1) {
+			login_add(b, "%s AUTHENTICATE PLAIN ", s->tag);
+			iobuf_add(b, b64, strlen(b64));
+			iobuf_add(b, "\r\n", 2);
+			r = 0;
+		}
+	}
+	freezero(raw, rawlen);
+	freezero(b64, b64len);
+	return (r);
+}
+
+/*
+ * The login command, with the client's tag so that the backend's tagged
+ * reply can go to the client as it is.  Its parts are sent one by one
+ * only for synchronising literals, where each waits for a "+".
+ */
+static int
+login_build(struct session *s)
+{
+	struct iobuf	*b = &s->login;
+	size_t		 ulen = s->buser_len, plen = s->bpass_len;
+
+	memset(b, 0, sizeof(*b));
+	s->login_nseg = s->login_cur = 0;
+	if (s->id_params != NULL && (s->bcaps & BCAP_ID)) {
+		login_add(b, "%s.id ID ", s->tag);
+		iobuf_add(b, s->id_params, strlen(s->id_params));
+		iobuf_add(b, "\r\n", 2);
+		s->id_pending = 1;
+	}
+	if ((s->bcaps & (BCAP_SASL_IR | BCAP_AUTH_PLAIN)) ==
+	    (BCAP_SASL_IR | BCAP_AUTH_PLAIN)) {
+		if (login_add_plain(s, b) == -1)
+			goto fail;
+	} else if (s->bcaps & BCAP_LITERALPLUS) {
+		login_add(b, "%s LOGIN {%zu+}\r\n", s->tag, ulen);
+		iobuf_add(b, s->buser, ulen);
+		login_add(b, " {%zu+}\r\n", plen);
+		iobuf_add(b, s->bpass, plen);
+		iobuf_add(b, "\r\n", 2);
+	} else if (login_quotable(s->buser, ulen) &&
+	    login_quotable(s->bpass, plen)) {
+		login_add(b, "%s LOGIN ", s->tag);
+		login_add_quoted(b, s->buser, ulen);
+		iobuf_add(b, " ", 1);
+		login_add_quoted(b, s->bpass, plen);
+		iobuf_add(b, "\r\n", 2);
+	} else {
+		login_add(b, "%s LOGIN {%zu}\r\n", s->tag, ulen);
+		s->login_seg[s->login_nseg++] = b->len;
+		iobuf_add(b, s->buser, ulen);
+		login_add(b, " {%zu}\r\n", plen);
+		s->login_seg[s->login_nseg++] = b->len;
+		iobuf_add(b, s->bpass, plen);
+		iobuf_add(b, "\r\n", 2);
+	}
+	s->login_seg[s->login_nseg++] = b->len;
+	if (b->data != NULL)
+		return (0);
+ fail:
+	return (backend_fail(s, "backend %s: login: out of memory",
+	    s->backend));
+}
+
+int
+proxy_login_pending(struct session *s)
+{
+	return (s->login.data != NULL && s->login_cur < s->login_nseg &&
+	    s->login.off < s->login_seg[s->login_cur]);
+}
+
+/* send the current part; once all is sent, wipe the password */
+static int
+login_write(struct session *s)
+{
+	struct iobuf	*b = &s->login;
+	size_t		 end;
+	ssize_t		 n;
+
+	while (proxy_login_pending(s)) {
+		end = s->login_seg[s->login_cur];
+		if ((n = write(s->bfd, b->data + b->off, end - b->off)) == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				return (0);
+			return (backend_fail(s, "backend %s: write: %s",
+			    s->backend, strerror(errno)));
+		}
+		b->off += n;
+	}
+	if (b->data != NULL && b->off == b->len)
+		session_wipe_creds(s);
+	return (0);
+}
+
+static int
+tag_match(const char *line, size_t len, const char *tag, const char *suffix)
+{
+	size_t	 t = strlen(tag), x = strlen(suffix);
+
+	return (len > t + x && strncmp(line, tag, t) == 0 &&
+	    strncmp(line + t, suffix, x) == 0);
+}
+
+static int
+backend_login_line(struct session *s, const char *line, size_t len)
+{
+	const char	*st;
+
+	if (line[0] == '+') {
+		/* go on with the next synchronising literal */
+		if (s->login.data == NULL || s->login_cur + 1 >= s->login_nseg)
+			return (backend_fail(s, "backend %s: unexpected "
+			    "continuation", s->backend));
+		s->login_cur++;
+		return (login_write(s));
+	}
+	if (s->id_pending && (strncasecmp(line, "* ID ", 5) == 0 ||
+	    tag_match(line, len, s->tag, ".id "))) {
+		if (line[0] != '*')
+			s->id_pending = 0;
+		return (0);
+	}
+	if (len > 2 && line[0] == '*' && line[1] == ' ') {
+		s->bytes_out += len;
+		return (client_send(s, line, len));
+	}
+	if (!tag_match(line, len, s->tag, " "))
+		return (backend_fail(s, "backend %s: unexpected reply: %.*s",
+		    s->backend, linelen(line, len), line));
+	st = line + strlen(s->tag) + 1;
+	if (strncasecmp(st, "OK", 2) == 0 && (st[2] == ' ' || st[2] == '\r' ||
+	    st[2] == '\n'))
+		return (login_ok(s, line, len));
+	return (login_rejected(s, line, len));
+}
+
+/*
+ * Logged in: the client gets the tagged OK, the backend what the client
+ * pipelined after its login command, and the relay begins.
+ */
+static int
+login_ok(struct session *s, const char *line, size_t len)
+{
+	size_t	 n = IOBUF_LEN(&s->in);
+
+	s->bytes_out += len;
+	if (client_send(s, line, len) == -1)
+		return (-1);
+	session_wipe_creds(s);
+	if (iobuf_alloc(&s->c2b, n > s->conf->proxy_buffer ? n :
+	    s->conf->proxy_buffer) == -1) {
+		log_warn(__func__);
+		session_close(s, "out of memory");
+		return (-1);
+	}
+	iobuf_add(&s->c2b, IOBUF_DATA(&s->in), n);
+	iobuf_free(&s->in);
+	s->state = S_RELAY;
+	session_timer(s, s->conf->proxy_timeout_ms);
+	log_debug("login client=%s backend=%s", s->client, s->backend);
+	return (0);
+}
+
+static int
+login_rejected(struct session *s, const char *line, size_t len)
+{
+	char	 user[128];
+
+	if (!s->conf->auth_http_set) {
+		/* a static backend judges passwords: the client may retry */
+		s->bytes_out += len;
+		if (client_send(s, line, len) == -1)
+			return (-1);
+		proxy_close_backend(s);
+		return (session_resume(s));
+	}
+	log_warnx("backend %s rejected the login client=%s user=%s",
+	    s->backend, s->client, log_safe(user, sizeof(user), s->user,
+	    s->user ? strlen(s->user) : 0));
+	if (s->conf->proxy_pass_error_message)
+		client_send(s, line, len);
+	else
+		client_reply(s, "%s NO [UNAVAILABLE] backend rejected the login",
+		    s->tag);
+	return (session_finish(s, "backend rejected login"));
+}
+
+/*
+ * The relay.  Each direction has its own bounded buffer and a side is
+ * read only while its buffer has room; EOF on one side is passed on as
+ * a half-close once what it sent was delivered.
+ */
+
+int
+proxy_client_read(struct session *s)
+{
+	size_t	 room;
+	ssize_t	 n;
+
+	if ((room = iobuf_room(&s->c2b)) == 0)
+		return (0);
+	if ((n = client_read(s, s->c2b.data + s->c2b.len, room)) == -1) {
+		if (errno == EAGAIN || errno == EINTR)
+			return (0);
+		session_close(s, "client closed");
+		return (-1);
+	}
+	if (n == 0) {
+		s->client_eof = 1;
+		if (s->reason == NULL)
+			s->reason = "client closed";
+	} else {
+		s->c2b.len += n;
+		session_timer(s, s->conf->proxy_timeout_ms);
+	}
+	if (backend_flush(s) == -1)
+		return (-1);
+	return (proxy_relay_check(s));
+}
+
+static int
+relay_backend_read(struct session *s)
+{
+	size_t	 room;
+	ssize_t	 n;
+
+	if ((room = iobuf_room(&s->b2c)) == 0)
+		return (0);
+	if ((n = read(s->bfd, s->b2c.data + s->b2c.len, room)) == -1) {
+		if (errno == EAGAIN || errno == EINTR)
+			return (0);
+		session_close(s, "backend closed");
+		return (-1);
+	}
+	if (n == 0) {
+		s->backend_eof = 1;
+		if (s->reason == NULL)
+			s->reason = "backend closed";
+	} else {
+		s->b2c.len += n;
+		session_timer(s, s->conf->proxy_timeout_ms);
+	}
+	if (client_flush(s) == -1)
+		return (-1);
+	return (proxy_relay_check(s));
+}
+
+static int
+backend_flush(struct session *s)
+{
+	ssize_t	 n;
+
+	while (IOBUF_LEN(&s->c2b) > 0) {
+		n = write(s->bfd, IOBUF_DATA(&s->c2b), IOBUF_LEN(&s->c2b));
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			session_close(s, "backend closed");
+			return (-1);
+		}
+		s->bytes_in += n;
+		iobuf_drain(&s->c2b, n);
+		session_timer(s, s->conf->proxy_timeout_ms);
+	}
+	return (0);
+}
+
+/*
+ * EOFs.  The client's is passed on as a half-close once its data reached
+ * the backend, whose replies still flow back (a client that sends LOGOUT
+ * and shuts down its side still gets the BYE).  The backend's ends the
+ * session once its data reached the client: an IMAP server that closed
+ * takes nothing more, and a client that keeps its socket open must not
+ * pin the session until proxy_timeout.
+ */
+int
+proxy_relay_check(struct session *s)
+{
+	if (s->client_eof && !s->backend_shut && IOBUF_LEN(&s->c2b) == 0) {
+		shutdown(s->bfd, SHUT_WR);
+		s->backend_shut = 1;
+	}
+	if (s->backend_eof && IOBUF_LEN(&s->b2c) == 0 &&
+	    IOBUF_LEN(&s->out) == 0) {
+		client_shutdown(s);
+		session_close(s, s->reason);
+		return (-1);
+	}
+	return (0);
+}
