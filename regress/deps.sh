@@ -18,9 +18,14 @@ is_debian() {
 	    command -v apt-get >/dev/null 2>&1
 }
 
+# dpkg -s also knows removed packages that left their configuration
+installed() {
+	dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
+}
+
 missing_pkgs() {
 	for p in $PKGS; do
-		dpkg -s "$p" >/dev/null 2>&1 || printf '%s ' "$p"
+		installed "$p" || printf '%s ' "$p"
 	done
 }
 
@@ -33,21 +38,22 @@ install_pkgs() {
 	fi
 	echo "deps: installing $missing"
 	export DEBIAN_FRONTEND=noninteractive
+	# dovecot's package would start a system instance; the tests run
+	# their own on free ports.  policy-rc.d keeps services from being
+	# started during the installation (containers, CI).
+	policy=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy"
+	fi
 	apt-get -qq update >/dev/null ||
 	    echo "deps: apt-get update failed" >&2
 	# shellcheck disable=SC2086
 	apt-get -qq -y --no-install-recommends install $missing >/dev/null ||
 	    echo "deps: apt-get install failed for: $missing" >&2
-	# dovecot's package starts a system instance; the tests run their
-	# own on free ports, so the system one only gets in the way.
-	case "$missing" in
-	*dovecot-imapd*)
-		if command -v systemctl >/dev/null 2>&1; then
-			systemctl stop dovecot >/dev/null 2>&1
-			systemctl disable dovecot >/dev/null 2>&1
-		fi
-		;;
-	esac
+	[ -n "$policy" ] && rm -f "$policy"
+	still=$(missing_pkgs)
+	[ -n "$still" ] && echo "deps: still missing: $still" >&2
 	return 0
 }
 

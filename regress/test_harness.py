@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from lib import authd, dovecot
+from lib import dovecot
 from lib.case import auth_service
 from lib.imapclient import RawImap
 

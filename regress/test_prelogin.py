@@ -2,7 +2,6 @@
 literals, limits.  The exact texts are those of the team brief."""
 
 import base64
-import socket
 import time
 import unittest
 

@@ -1,0 +1,1 @@
+"""The imaprelayd regress harness: Dovecot, auth service, daemon, clients."""
