@@ -6,7 +6,7 @@
 # Idempotent, and quick when everything is present.
 
 PKGS="gcc make pkg-config libbsd-dev libevent-dev libtls-dev \
-libcurl4-openssl-dev dovecot-imapd python3 curl openssl mandoc"
+libcurl4-openssl-dev dovecot-imapd python3 curl openssl mandoc procps"
 DAEMON_USER=_imaprelayd
 
 is_root() {

@@ -62,6 +62,7 @@ static void	imap_exit(void);
 static void	server_caps(struct imap_server *);
 static void	listeners_start(void);
 static void	listeners_stop(void);
+static void	listeners_pause(int);
 static void	imap_accept(int, short, void *);
 static void	imap_accept_resume(int, short, void *);
 static void	imap_refuse(int);
@@ -107,7 +108,7 @@ static TAILQ_HEAD(, imap_server) servers = TAILQ_HEAD_INITIALIZER(servers);
 static TAILQ_HEAD(, imap_listener) listeners =
     TAILQ_HEAD_INITIALIZER(listeners);
 static unsigned int		 nsessions;
-static int			 overload;
+static int			 admission;	/* enum admission */
 static int			 draining;
 static int			 listening;
 static uint32_t			 auth_next_id;
@@ -179,10 +180,11 @@ imap_dispatch_parent(int fd, short event, void *arg)
 		case IMSG_CTL_AUTH_CHANNEL:
 			imap_auth_channel(&imsg);
 			break;
-		case IMSG_CTL_OVERLOAD:
-			if (imsg_get_data(&imsg, &overload,
-			    sizeof(overload)) == -1)
-				fatal("IMSG_CTL_OVERLOAD");
+		case IMSG_CTL_ADMISSION:
+			if (imsg_get_data(&imsg, &admission,
+			    sizeof(admission)) == -1)
+				fatal("IMSG_CTL_ADMISSION");
+			listeners_pause(admission == ADMIT_PAUSE);
 			break;
 		case IMSG_CTL_DRAIN:
 			imap_drain();
@@ -403,9 +405,28 @@ listeners_start(void)
 
 	if (draining)
 		return;
+	listening = 1;
+	if (admission == ADMIT_PAUSE)
+		return;
 	TAILQ_FOREACH(l, &listeners, entry)
 		event_add(&l->ev, NULL);
-	listening = 1;
+}
+
+/* connection mode: another spare holds the room left under the cap */
+static void
+listeners_pause(int pause)
+{
+	struct imap_listener	*l;
+
+	if (!listening)
+		return;
+	TAILQ_FOREACH(l, &listeners, entry) {
+		if (pause) {
+			event_del(&l->ev);
+			evtimer_del(&l->ev_pause);
+		} else
+			event_add(&l->ev, NULL);
+	}
 }
 
 /* a worker that stops accepting closes the sockets: it never resumes */
@@ -430,7 +451,7 @@ imap_accept_resume(int fd, short event, void *arg)
 {
 	struct imap_listener	*l = arg;
 
-	if (listening)
+	if (listening && admission != ADMIT_PAUSE)
 		event_add(&l->ev, NULL);
 }
 
@@ -455,7 +476,7 @@ imap_accept(int fd, short event, void *arg)
 			log_warn("accept");
 		return;
 	}
-	if (overload || (conf->isolation == ISOLATION_SHARED &&
+	if (admission != ADMIT_SERVE || (conf->isolation == ISOLATION_SHARED &&
 	    nsessions >= conf->worker_connections)) {
 		imap_refuse(cfd);
 		return;

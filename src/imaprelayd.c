@@ -53,6 +53,8 @@ struct child {
 	int			 ready;
 	int			 sessions;	/* open client sessions */
 	int			 accepted;	/* connection mode: not spare */
+	int			 admit;		/* enum admission */
+	int			 admit_sent;
 	int			 draining;
 };
 TAILQ_HEAD(child_list, child);
@@ -93,7 +95,7 @@ static struct child *child_spawn(struct generation *, enum child_kind);
 static void	 child_give_auth_channel(struct child *, struct child *);
 static void	 generation_fill(struct generation *);
 static void	 generation_drain(struct generation *);
-static void	 parent_check_overload(void);
+static void	 parent_admission(void);
 static void	 parent_shutdown_check(void);
 
 static void
@@ -378,14 +380,14 @@ child_spawn(struct generation *gen, enum child_kind kind)
 	set_nonblock(sp[0]);
 	imsgev_init(&c->iev, sp[0], parent_dispatch_child, c);
 	TAILQ_INSERT_TAIL(&children, c, entry);
+	/* before the configuration: it must not accept without knowing */
+	if (kind == CHILD_IMAP)
+		parent_admission();
 	config_send(&c->iev, gen->conf, kind == CHILD_IMAP);
 	if (kind == CHILD_AUTH)
 		gen->auth = c;
 	else if (gen->auth != NULL)
 		child_give_auth_channel(gen->auth, c);
-	if (kind == CHILD_IMAP && overloaded && gen == current)
-		imsgev_compose(&c->iev, IMSG_CTL_OVERLOAD, 0, -1,
-		    &overloaded, sizeof(overloaded));
 	log_debug("started %s pid %d", kind == CHILD_AUTH ? "auth" :
 	    "imap worker", (int)c->pid);
 	return (c);
@@ -489,30 +491,67 @@ active_sessions(void)
 	return (n);
 }
 
+static int
+spare_is_current(struct child *c)
+{
+	return (c->kind == CHILD_IMAP && c->gen == current && !c->accepted &&
+	    !c->draining);
+}
+
+static void
+spare_admit(struct child *c, int admit)
+{
+	if (c->admit_sent && c->admit == admit)
+		return;
+	c->admit = admit;
+	c->admit_sent = 1;
+	imsgev_compose(&c->iev, IMSG_CTL_ADMISSION, 0, -1, &admit,
+	    sizeof(admit));
+}
+
 /*
- * In connection mode the cap is global and only we can count: tell
- * the spares whether a new client must be turned away with a BYE.
+ * In connection mode the cap is global and only the parent can count.
+ * While there is room, room spares serve and the others pause, so the
+ * cap holds even when several spares accept at the same instant; at
+ * the cap every spare answers new clients with a BYE.  Admissions
+ * already given are kept first: one is only taken back when the cap
+ * itself shrank.
  */
 static void
-parent_check_overload(void)
+parent_admission(void)
 {
 	struct child	*c;
-	int		 over;
+	int		 room, over;
 
 	if (current == NULL ||
 	    current->conf->isolation != ISOLATION_CONNECTION)
 		return;
-	over = active_sessions() >= (int)current->cap;
-	if (over == overloaded)
-		return;
-	overloaded = over;
-	if (over)
+	room = (int)current->cap - active_sessions();
+	over = room <= 0;
+	/* keep the admissions already given, as far as room allows */
+	TAILQ_FOREACH(c, &children, entry) {
+		if (!spare_is_current(c) || !c->admit_sent ||
+		    c->admit != ADMIT_SERVE)
+			continue;
+		if (room > 0)
+			room--;
+		else
+			spare_admit(c, over ? ADMIT_REFUSE : ADMIT_PAUSE);
+	}
+	TAILQ_FOREACH(c, &children, entry) {
+		if (!spare_is_current(c) || (c->admit_sent &&
+		    c->admit == ADMIT_SERVE))
+			continue;
+		if (room > 0) {
+			spare_admit(c, ADMIT_SERVE);
+			room--;
+		} else
+			spare_admit(c, over ? ADMIT_REFUSE : ADMIT_PAUSE);
+	}
+	if (over && !overloaded)
 		log_warnx("%d clients: at the cap, new clients are refused",
 		    active_sessions());
-	TAILQ_FOREACH(c, &children, entry)
-		if (c->kind == CHILD_IMAP && !c->accepted && !c->draining)
-			imsgev_compose(&c->iev, IMSG_CTL_OVERLOAD, 0, -1,
-			    &overloaded, sizeof(overloaded));
+	overloaded = over;
 }
 
 static void
@@ -567,12 +606,12 @@ parent_dispatch_child(int fd, short event, void *arg)
 				c->accepted = 1;
 				generation_fill(c->gen);
 			}
-			parent_check_overload();
+			parent_admission();
 			break;
 		case IMSG_CTL_CLOSED:
 			if (c->sessions > 0)
 				c->sessions--;
-			parent_check_overload();
+			parent_admission();
 			break;
 		default:
 			fatalx("%s: unexpected imsg %d from pid %d", __func__,
@@ -647,7 +686,7 @@ child_exited(struct child *c, int status)
 		auth_restart(gen);
 	else if (!shutting_down && gen == current)
 		generation_fill(gen);
-	parent_check_overload();
+	parent_admission();
 	if (gen != current)
 		generation_reap(gen);
 	parent_shutdown_check();

@@ -141,7 +141,7 @@ enum imsg_type {
 	/* parent -> children: control */
 	IMSG_CTL_AUTH_CHANNEL,	/* fd: one end of an imap<->auth pair;
 				   payload uint32_t worker id */
-	IMSG_CTL_OVERLOAD,	/* parent -> imap: int, 1 = at the cap */
+	IMSG_CTL_ADMISSION,	/* parent -> imap: int, enum admission */
 	IMSG_CTL_DRAIN,		/* stop accepting, exit when idle */
 	IMSG_CTL_VERBOSE,	/* int: log verbosity */
 	/* children -> parent */
@@ -152,6 +152,16 @@ enum imsg_type {
 	IMSG_AUTH_REQUEST,	/* imap -> auth: struct auth_request + tail */
 	IMSG_AUTH_CANCEL,	/* imap -> auth: uint32_t request id */
 	IMSG_AUTH_RESULT,	/* auth -> imap: struct auth_result + tail */
+};
+
+/*
+ * What a connection-mode spare does with its next client.  Only the
+ * parent can count sessions across processes, so it tells each spare.
+ */
+enum admission {
+	ADMIT_SERVE = 0,	/* accept and serve */
+	ADMIT_REFUSE,		/* at the cap: accept, answer BYE, close */
+	ADMIT_PAUSE,		/* others hold the room left: do not accept */
 };
 
 /* how the client authenticated, as sent in Auth-Method */
