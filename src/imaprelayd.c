@@ -666,7 +666,10 @@ child_exited(struct child *c, int status)
 
 	abnormal = WIFSIGNALED(status) || (WIFEXITED(status) &&
 	    WEXITSTATUS(status) != 0);
-	if (WIFSIGNALED(status))
+	if (shutting_down && WIFSIGNALED(status) &&
+	    WTERMSIG(status) == SIGTERM)
+		log_info("%s pid %d ended", what, (int)c->pid);
+	else if (WIFSIGNALED(status))
 		log_warnx("%s pid %d killed by signal %d%s", what,
 		    (int)c->pid, WTERMSIG(status),
 		    shutting_down || c->draining ? "" : ", restarting");
