@@ -5,8 +5,10 @@
 # to install and carry on.  Also creates the daemon's unprivileged user.
 # Idempotent, and quick when everything is present.
 
+# clang and libclang-rt-dev (libFuzzer, ASan, UBSan) for the fuzz targets
 PKGS="gcc make pkg-config libbsd-dev libevent-dev libtls-dev \
-libcurl4-openssl-dev dovecot-imapd python3 curl openssl mandoc procps"
+libcurl4-openssl-dev dovecot-imapd python3 curl openssl mandoc procps \
+clang libclang-rt-dev"
 DAEMON_USER=_imaprelayd
 
 is_root() {

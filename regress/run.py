@@ -7,7 +7,10 @@
     and "not ok - name" lines, which are counted; a program that exits
     non-zero without a "not ok" line, or crashes, counts one failure;
 (b) the integration tests regress/test_*.py (unittest): every test method
-    counts; skips are counted as skipped.
+    counts; skips are counted as skipped;
+(c) the libFuzzer targets obj/fuzz/fuzz_* (make fuzz): each runs for
+    FUZZ_TIME seconds (default 10) from its seed corpus and counts one
+    test; skipped when clang or libFuzzer is missing (obj/fuzz/SKIP).
 
 NAME selects tests whose name contains it (a C program's file name or
 a Python test id such as test_login.LoginTests.test_imaplib_session).
@@ -105,6 +108,64 @@ def run_unit(path, tally):
     elif code != 0 and nots == 0:
         tally.record(name, "fail", "exited %d without a 'not ok' line\n%s"
                      % (code, output[-4000:]))
+
+
+# (c) fuzz targets (obj/fuzz, built by make fuzz): each runs briefly on
+# a copy of its seed corpus in the temporary directory, all at once
+
+FUZZ_TARGETS = ("fuzz_imapparse", "fuzz_sasl", "fuzz_authhttp",
+                "fuzz_config", "fuzz_imsg")
+FUZZ_TIME = int(os.environ.get("FUZZ_TIME", "10"))
+
+
+def fuzz_start(name, workdir):
+    corpus = os.path.join(workdir, "fuzz", name)
+    shutil.copytree(os.path.join(HERE, "fuzz", "corpus", name), corpus)
+    out = open(corpus + ".out", "wb")
+    cmd = [os.path.join(ROOT, "obj", "fuzz", name),
+           "-max_total_time=%d" % FUZZ_TIME, "-runs=%d" % (FUZZ_TIME * 500000),
+           "-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1",
+           "-artifact_prefix=%s/" % corpus, corpus]
+    env = dict(os.environ, TMPDIR=workdir)
+    proc = subprocess.Popen(cmd, cwd=corpus, env=env, stdin=subprocess.DEVNULL,
+                            stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    out.close()
+    return {"name": name, "proc": proc, "out": corpus + ".out",
+            "t0": time.monotonic()}
+
+
+def run_fuzz(names, tally, workdir):
+    skipfile = os.path.join(ROOT, "obj", "fuzz", "SKIP")
+    jobs = []
+    for name in FUZZ_TARGETS:
+        if not selected(name, names):
+            continue
+        if os.path.exists(skipfile):
+            with open(skipfile) as f:
+                tally.record(name, "skip", "not built: " + f.read())
+        elif not os.access(os.path.join(ROOT, "obj", "fuzz", name), os.X_OK):
+            tally.record(name, "skip", "not built: run make fuzz")
+        else:
+            jobs.append(fuzz_start(name, workdir))
+    for job in jobs:
+        try:
+            job["proc"].wait(timeout=FUZZ_TIME + 120 -
+                             (time.monotonic() - job["t0"]))
+            code = job["proc"].returncode
+        except subprocess.TimeoutExpired:
+            kill_group(job["proc"])
+            code = None
+        with open(job["out"], errors="replace") as f:
+            out = f.read()
+        secs = time.monotonic() - job["t0"]
+        if code == 0 and "\nDone " in out:
+            tally.record(job["name"], "pass", seconds=secs)
+        else:
+            why = "timed out" if code is None else "exited %s" % code
+            tally.record(job["name"], "fail", "%s (crash input and log in "
+                         "the temporary directory: run.py -k)\n%s"
+                         % (why, out[-6000:]), secs)
 
 
 # (b) integration tests
@@ -276,6 +337,7 @@ def main():
         for path in unit_binaries():
             if selected(os.path.basename(path), args.names):
                 run_unit(path, tally)
+        run_fuzz(args.names, tally, workdir)
         mods, errors = integration_tests(args.names)
         for name, detail in errors:
             tally.record(name, "fail", detail)
