@@ -2,16 +2,27 @@
  * Sandboxes, one function per process, the last step of its setup.
  * Call sites carry no #ifdef: what each system can enforce lives here.
  *
- * OpenBSD: pledge(2) with the promises of DESIGN.md.  Elsewhere the
- * sandbox is for now the chroot and privilege drop done before; the
- * Linux seccomp-bpf and Landlock filters come with their own change.
+ * OpenBSD: pledge(2) and unveil(2) with the promises of DESIGN.md.
+ * Linux: no_new_privs, Landlock and seccomp-bpf, in sandbox_linux.c.
+ * Elsewhere the sandbox is the chroot and privilege drop done before,
+ * and the process says so once.
  */
 
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "imaprelayd.h"
 
-#ifdef __OpenBSD__
+#if defined(__OpenBSD__)
 
 void
 sandbox_parent(void)
@@ -36,15 +47,15 @@ sandbox_imap(void)
 		fatal("pledge");
 }
 
-#else
-
-static int	 sandbox_warned;
+#elif !defined(__linux__)
 
 static void
 sandbox_reduced(const char *proc)
 {
-	if (sandbox_warned++ == 0)
-		log_debug("%s: sandbox reduced to chroot and privilege drop",
+	static int	 warned;
+
+	if (warned++ == 0)
+		log_info("%s: sandbox reduced to chroot and privilege drop",
 		    proc);
 }
 
@@ -66,3 +77,74 @@ sandbox_imap(void)
 }
 
 #endif
+
+#ifdef REGRESS_TRIGGERS
+/*
+ * Test-only (obj/regress/imaprelayd-regress, never ./imaprelayd): do
+ * what a compromised child would try, so that the regress suite sees
+ * the sandbox refuse it or kill the process.
+ */
+static int
+regress_open(void)
+{
+	int	 fd;
+
+	/* chrooted, /etc/passwd is not there: try the root itself */
+	if ((fd = open("/etc/passwd", O_RDONLY)) == -1 && errno == ENOENT)
+		fd = open("/", O_RDONLY | O_DIRECTORY);
+	if (fd == -1)
+		return (-1);
+	close(fd);
+	return (0);
+}
+
+static int
+regress_exec(void)
+{
+	char	*argv[] = { "sh", "-c", "exit 0", NULL };
+	char	*envp[] = { NULL };
+
+	return (execve("/bin/sh", argv, envp));
+}
+
+static int
+regress_bind(void)
+{
+	struct sockaddr_in	 sin;
+	int			 s, rv, saved_errno;
+
+	if ((s = socket(AF_INET, SOCK_STREAM, 0)) == -1)
+		return (-1);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	rv = bind(s, (struct sockaddr *)&sin, sizeof(sin));
+	saved_errno = errno;
+	close(s);
+	errno = saved_errno;
+	return (rv);
+}
+
+/* 0 and "<what> allowed", or -1 and "<what> refused: <why>" */
+int
+sandbox_regress_try(const char *what, char *buf, size_t len)
+{
+	int	 rv;
+
+	if (strcmp(what, "open") == 0)
+		rv = regress_open();
+	else if (strcmp(what, "exec") == 0)
+		rv = regress_exec();
+	else if (strcmp(what, "bind") == 0)
+		rv = regress_bind();
+	else {
+		snprintf(buf, len, "%s refused: unknown trigger", what);
+		return (-1);
+	}
+	if (rv == -1)
+		snprintf(buf, len, "%s refused: %s", what, strerror(errno));
+	else
+		snprintf(buf, len, "%s allowed", what);
+	return (rv == -1 ? -1 : 0);
+}
+#endif /* REGRESS_TRIGGERS */
