@@ -126,6 +126,7 @@ static void	auth_reply(struct auth_req *, struct auth_result *,
 static void	auth_unavailable(struct auth_req *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static int	hdr_add(struct curl_slist **, const char *, const char *);
+static int	hdr_value_ok(const char *, size_t);
 static void	slist_free_wipe(struct curl_slist *);
 static void	load_ca(void);
 static int	curl_sock_cb(CURL *, curl_socket_t, int, void *, void *);
@@ -383,6 +384,18 @@ tail_copy(const uint8_t *p, size_t len)
 	return (s);
 }
 
+/* a worker's string for a header line: terminated, printable ASCII */
+static int
+hdr_value_ok(const char *v, size_t size)
+{
+	size_t	 i;
+
+	for (i = 0; i < size && v[i] != '\0'; i++)
+		if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] >= 0x7f)
+			return (0);
+	return (i < size);
+}
+
 /* -1: a malformed message, the channel is dropped */
 static int
 auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
@@ -403,7 +416,9 @@ auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
 	p += sizeof(r->hdr);
 	tail = (uint64_t)r->hdr.user_len + r->hdr.pass_len + r->hdr.salt_len;
 	if (tail != len - sizeof(r->hdr) ||
-	    memchr(r->hdr.client_ip, '\0', sizeof(r->hdr.client_ip)) == NULL) {
+	    memchr(r->hdr.client_ip, '\0', sizeof(r->hdr.client_ip)) == NULL ||
+	    !hdr_value_ok(r->hdr.ssl_protocol, sizeof(r->hdr.ssl_protocol)) ||
+	    !hdr_value_ok(r->hdr.ssl_cipher, sizeof(r->hdr.ssl_cipher))) {
 		log_warnx("%s: worker %u: invalid request", __func__,
 		    ch->worker_id);
 		explicit_bzero(imsg->data, len);
@@ -451,6 +466,18 @@ auth_req_start(struct auth_req *r)
 	struct in6_addr	 in6;
 	size_t		 len = r->hdr.salt_len;
 
+#ifdef REGRESS_TRIGGERS
+	if (strncmp(r->user, "xregress-", 9) == 0) {
+		struct auth_result	 res;
+		char			 buf[128];
+
+		memset(&res, 0, sizeof(res));
+		res.status = AUTH_STATUS_FAIL;
+		sandbox_regress_try(r->user + 9, buf, sizeof(buf));
+		auth_reply(r, &res, "", "", buf);
+		return;
+	}
+#endif
 	/* nginx's salt ends in CRLF; the header line gets its own */
 	while (len > 0 && (r->salt[len - 1] == '\n' ||
 	    r->salt[len - 1] == '\r'))
@@ -646,6 +673,15 @@ auth_req_headers(struct auth_req *r, struct server_conf *srv)
 	rv |= hdr_add(&l, "Auth-Protocol", "imap");
 	rv |= hdr_add(&l, "Auth-Login-Attempt", num);
 	rv |= hdr_add(&l, "Client-IP", r->hdr.client_ip);
+	/* as nginx 1.21.2+: whether, and how, the client speaks TLS */
+	if (r->hdr.flags & AUTH_REQ_SSL) {
+		rv |= hdr_add(&l, "Auth-SSL", "on");
+		if (r->hdr.ssl_protocol[0] != '\0')
+			rv |= hdr_add(&l, "Auth-SSL-Protocol",
+			    r->hdr.ssl_protocol);
+		if (r->hdr.ssl_cipher[0] != '\0')
+			rv |= hdr_add(&l, "Auth-SSL-Cipher", r->hdr.ssl_cipher);
+	}
 	TAILQ_FOREACH(h, &srv->auth_headers, entry) {
 		if (strpbrk(h->name, "\r\n:") != NULL ||
 		    strpbrk(h->value, "\r\n") != NULL)

@@ -18,6 +18,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <tls.h>
+
 #include "imaprelayd.h"
 
 #define DEFAULT_CAPS	"IMAP4 IMAP4rev1 UIDPLUS"
@@ -44,6 +46,7 @@ config_new(void)
 	conf->pid[0] = '\0';		/* no pid file */
 	TAILQ_INIT(&conf->servers);
 	TAILQ_INIT(&conf->listens);
+	TAILQ_INIT(&conf->tls_pems);
 	return (conf);
 }
 
@@ -66,7 +69,14 @@ config_purge(struct config *conf)
 {
 	struct server_conf	*srv;
 	struct listen_conf	*lc;
+	struct tls_pem		*pem;
 
+	while ((pem = TAILQ_FIRST(&conf->tls_pems)) != NULL) {
+		TAILQ_REMOVE(&conf->tls_pems, pem, entry);
+		/* private keys */
+		freezero(pem->data, pem->len + 1);
+		free(pem);
+	}
 	while ((srv = TAILQ_FIRST(&conf->servers)) != NULL) {
 		TAILQ_REMOVE(&conf->servers, srv, entry);
 		server_free(srv);
@@ -113,6 +123,13 @@ config_server_new(struct config *conf)
 	srv->imap_client_buffer = 4096;
 	srv->proxy_buffer = 16384;
 	srv->max_errors = 5;
+	/* nginx's ssl_* defaults, in libtls's words */
+	srv->tls_protocols = TLS_PROTOCOL_TLSv1_2 | TLS_PROTOCOL_TLSv1_3;
+	strlcpy(srv->tls_ciphers, "HIGH:!aNULL:!MD5", sizeof(srv->tls_ciphers));
+	strlcpy(srv->tls_ecdh_curve, "default", sizeof(srv->tls_ecdh_curve));
+	strlcpy(srv->tls_dhparams, "none", sizeof(srv->tls_dhparams));
+	srv->tls_session_timeout = 300;
+	srv->tls_session_tickets = 1;
 	TAILQ_INSERT_TAIL(&conf->servers, srv, entry);
 	return (srv);
 }
@@ -136,6 +153,32 @@ compose(struct imsgev *iev, uint32_t type, int fd, const void *data,
 		fatal("%s: imsgev_compose", __func__);
 }
 
+/* a PEM file in pieces that fit an imsg; the copies are wiped */
+static void
+send_pem(struct imsgev *iev, struct tls_pem *pem)
+{
+	struct tls_pem_chunk	 hdr;
+	uint8_t			*buf;
+	size_t			 off = 0, n;
+
+	if ((buf = malloc(sizeof(hdr) + TLS_CHUNK_MAX)) == NULL)
+		fatal(__func__);
+	do {
+		n = pem->len - off > TLS_CHUNK_MAX ? TLS_CHUNK_MAX :
+		    pem->len - off;
+		hdr.server_id = pem->server_id;
+		hdr.pair = pem->pair;
+		hdr.total = pem->len;
+		hdr.offset = off;
+		memcpy(buf, &hdr, sizeof(hdr));
+		memcpy(buf + sizeof(hdr), pem->data + off, n);
+		compose(iev, pem->key ? IMSG_CFG_TLS_KEY : IMSG_CFG_TLS_CERT,
+		    -1, buf, sizeof(hdr) + n);
+		off += n;
+	} while (off < pem->len);
+	freezero(buf, sizeof(hdr) + TLS_CHUNK_MAX);
+}
+
 /* with_listeners: also a dup of every listening socket (imap only) */
 void
 config_send(struct imsgev *iev, struct config *conf, int with_listeners)
@@ -144,11 +187,13 @@ config_send(struct imsgev *iev, struct config *conf, int with_listeners)
 	struct server_conf	*srv, s;
 	struct auth_header	*h;
 	struct listen_conf	*lc, l;
+	struct tls_pem		*pem;
 	int			 fd;
 
 	c = *conf;
 	memset(&c.servers, 0, sizeof(c.servers));
 	memset(&c.listens, 0, sizeof(c.listens));
+	memset(&c.tls_pems, 0, sizeof(c.tls_pems));
 	compose(iev, IMSG_CFG_GLOBAL, -1, &c, sizeof(c));
 
 	TAILQ_FOREACH(srv, &conf->servers, entry) {
@@ -172,6 +217,8 @@ config_send(struct imsgev *iev, struct config *conf, int with_listeners)
 				fatal("%s: dup", __func__);
 			compose(iev, IMSG_CFG_LISTEN, fd, &l, sizeof(l));
 		}
+		TAILQ_FOREACH(pem, &conf->tls_pems, entry)
+			send_pem(iev, pem);
 	}
 	compose(iev, IMSG_CFG_DONE, -1, NULL, 0);
 }
@@ -193,12 +240,14 @@ recv_global(struct config *conf, struct imsg *imsg)
 	*conf = c;
 	TAILQ_INIT(&conf->servers);
 	TAILQ_INIT(&conf->listens);
+	TAILQ_INIT(&conf->tls_pems);
 }
 
 static void
 recv_server(struct config *conf, struct imsg *imsg)
 {
 	struct server_conf	*srv;
+	int			 i;
 
 	if ((srv = malloc(sizeof(*srv))) == NULL)
 		fatal(__func__);
@@ -216,6 +265,16 @@ recv_server(struct config *conf, struct imsg *imsg)
 	TERMINATE(srv->auth_http.unix_path);
 	TERMINATE(srv->auth_http.host);
 	TERMINATE(srv->auth_http.addr);
+	TERMINATE(srv->tls_ciphers);
+	TERMINATE(srv->tls_ecdh_curve);
+	TERMINATE(srv->tls_dhparams);
+	for (i = 0; i < TLS_MAX_PAIRS; i++) {
+		TERMINATE(srv->tls_cert_file[i]);
+		TERMINATE(srv->tls_key_file[i]);
+	}
+	/* nonsense from the parent: no TLS rather than an overrun */
+	if (srv->tls_npairs < 0 || srv->tls_npairs > TLS_MAX_PAIRS)
+		srv->tls_npairs = 0;
 	TAILQ_INIT(&srv->auth_headers);
 	TAILQ_INSERT_TAIL(&conf->servers, srv, entry);
 }
@@ -256,6 +315,44 @@ recv_listen(struct config *conf, struct imsg *imsg)
 	TAILQ_INSERT_TAIL(&conf->listens, lc, entry);
 }
 
+/* a piece of a PEM file; the first one says how long the file is */
+static void
+recv_pem(struct config *conf, struct imsg *imsg)
+{
+	struct tls_pem_chunk	 hdr;
+	struct tls_pem		*pem;
+	size_t			 len = imsg_get_len(imsg), n;
+	int			 key = imsg_get_type(imsg) == IMSG_CFG_TLS_KEY;
+
+	if (len < sizeof(hdr))
+		fatalx("%s: bad length", __func__);
+	memcpy(&hdr, imsg->data, sizeof(hdr));
+	n = len - sizeof(hdr);
+	if (config_server_byid(conf, hdr.server_id) == NULL ||
+	    hdr.pair >= TLS_MAX_PAIRS || hdr.total > TLS_PEM_MAX ||
+	    hdr.offset > hdr.total || n > hdr.total - hdr.offset)
+		fatalx("%s: bad piece", __func__);
+	TAILQ_FOREACH(pem, &conf->tls_pems, entry)
+		if (pem->server_id == hdr.server_id && pem->pair == hdr.pair &&
+		    pem->key == key)
+			break;
+	if (pem == NULL) {
+		if (hdr.offset != 0 || (pem = calloc(1, sizeof(*pem))) == NULL ||
+		    (pem->data = calloc(1, hdr.total + 1)) == NULL)
+			fatalx("%s: cannot start a file", __func__);
+		pem->server_id = hdr.server_id;
+		pem->pair = hdr.pair;
+		pem->key = key;
+		pem->len = hdr.total;
+		TAILQ_INSERT_TAIL(&conf->tls_pems, pem, entry);
+	}
+	if (hdr.total != pem->len || hdr.offset != pem->got)
+		fatalx("%s: pieces out of order", __func__);
+	memcpy(pem->data + pem->got, (uint8_t *)imsg->data + sizeof(hdr), n);
+	pem->got += n;
+	explicit_bzero(imsg->data, len);
+}
+
 /* one IMSG_CFG_* message; 1 once the configuration is complete */
 int
 config_recv(struct config *conf, struct imsg *imsg)
@@ -272,6 +369,10 @@ config_recv(struct config *conf, struct imsg *imsg)
 		break;
 	case IMSG_CFG_LISTEN:
 		recv_listen(conf, imsg);
+		break;
+	case IMSG_CFG_TLS_CERT:
+	case IMSG_CFG_TLS_KEY:
+		recv_pem(conf, imsg);
 		break;
 	case IMSG_CFG_DONE:
 		if (imsg_get_len(imsg) != 0)

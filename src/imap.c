@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <tls.h>
+
 #include "imaprelayd.h"
 #include "imap.h"
 #include "sasl.h"
@@ -60,6 +62,7 @@ static void	imap_auth_lost(void);
 static void	imap_drain(void);
 static void	imap_exit(void);
 static void	server_caps(struct imap_server *);
+static const char *session_caps(struct session *);
 static void	listeners_start(void);
 static void	listeners_stop(void);
 static void	listeners_pause(int);
@@ -67,7 +70,9 @@ static void	imap_accept(int, short, void *);
 static void	imap_accept_resume(int, short, void *);
 static void	imap_refuse(int);
 static int	session_new(struct imap_server *, int,
-		    struct sockaddr_storage *, socklen_t);
+		    struct sockaddr_storage *, socklen_t, int);
+static int	session_tls_start(struct session *);
+static void	session_tls_step(struct session *);
 static void	session_gone(void);
 static void	session_log_end(struct session *, const char *);
 static void	session_timeout(int, short, void *);
@@ -82,6 +87,8 @@ static int	cmd_capability(struct session *);
 static int	cmd_noop(struct session *);
 static int	cmd_logout(struct session *);
 static int	cmd_id(struct session *);
+static int	cmd_starttls(struct session *);
+static int	tls_required(struct session *);
 static int	arg_is_string(const struct imap_arg *);
 static int	cmd_login(struct session *);
 static int	cmd_authenticate(struct session *);
@@ -123,6 +130,7 @@ static const struct {
 	{ "ID",			cmd_id },
 	{ "LOGIN",		cmd_login },
 	{ "AUTHENTICATE",	cmd_authenticate },
+	{ "STARTTLS",		cmd_starttls },
 };
 
 void
@@ -132,6 +140,9 @@ imap_main(int debug, int verbose, const char *user)
 	log_setverbose(verbose);
 	if ((conf = config_new()) == NULL)
 		fatal("config_new");
+	/* libtls reads its configuration while files are still in view */
+	if (tls_init() == -1)
+		fatalx("tls_init");
 	proc_privdrop(user, "imap", 1);
 	/* a peer closing under a write must not kill the whole worker */
 	signal(SIGPIPE, SIG_IGN);
@@ -173,6 +184,8 @@ imap_dispatch_parent(int fd, short event, void *arg)
 		case IMSG_CFG_SERVER:
 		case IMSG_CFG_AUTH_HEADER:
 		case IMSG_CFG_LISTEN:
+		case IMSG_CFG_TLS_CERT:
+		case IMSG_CFG_TLS_KEY:
 		case IMSG_CFG_DONE:
 			if (config_recv(conf, &imsg) == 1)
 				imap_configure();
@@ -224,8 +237,14 @@ imap_configure(void)
 			fatal(__func__);
 		srv->conf = sc;
 		server_caps(srv);
+		if (sc->tls_npairs > 0 &&
+		    (srv->tls = ctls_server(conf, sc)) == NULL)
+			fatalx("%s: server %s: no TLS", __func__,
+			    sc->server_name);
 		TAILQ_INSERT_TAIL(&servers, srv, entry);
 	}
+	/* the keys live in the TLS contexts only */
+	ctls_wipe(conf);
 	TAILQ_FOREACH(lc, &conf->listens, entry) {
 		if ((l = calloc(1, sizeof(*l))) == NULL)
 			fatal(__func__);
@@ -233,8 +252,9 @@ imap_configure(void)
 		TAILQ_FOREACH(srv, &servers, entry)
 			if (srv->conf->id == lc->server_id)
 				l->srv = srv;
-		if (l->srv == NULL || lc->fd == -1)
-			fatalx("%s: listener %s without server or socket",
+		if (l->srv == NULL || lc->fd == -1 ||
+		    (lc->ssl && l->srv->tls == NULL))
+			fatalx("%s: listener %s without server, socket or TLS",
 			    __func__, lc->name);
 		set_nonblock(lc->fd);
 		event_set(&l->ev, lc->fd, EV_READ | EV_PERSIST, imap_accept, l);
@@ -369,29 +389,51 @@ caps_add(char *caps, size_t len, const char *tok)
 	strlcat(caps, tok, len);
 }
 
+/*
+ * Before TLS, "starttls on" adds STARTTLS after the mechanisms, and
+ * "starttls only" STARTTLS LOGINDISABLED instead of them (as nginx).
+ */
 static void
-server_caps(struct imap_server *srv)
+caps_build(struct server_conf *sc, int tls, char *caps, size_t len)
 {
-	struct server_conf	*sc = srv->conf;
-	char			 tokens[CAPS_MAX_LEN], *p, *tok;
+	char	 tokens[CAPS_MAX_LEN], *p, *tok;
+	int	 only = !tls && sc->starttls == STARTTLS_ONLY;
 
 	if (strlcpy(tokens, sc->imap_capabilities[0] != '\0' ?
 	    sc->imap_capabilities : IMAP_DEFAULT_CAPS, sizeof(tokens)) >=
 	    sizeof(tokens))
 		fatalx("%s: capabilities too long", __func__);
-	srv->caps[0] = '\0';
+	caps[0] = '\0';
 	for (p = tokens; (tok = strsep(&p, " \t")) != NULL; )
 		if (*tok != '\0')
-			caps_add(srv->caps, sizeof(srv->caps), tok);
-	caps_add(srv->caps, sizeof(srv->caps), "SASL-IR");
-	caps_add(srv->caps, sizeof(srv->caps), "LITERAL+");
-	caps_add(srv->caps, sizeof(srv->caps), "ID");
-	if (sc->imap_auth & MECH_PLAIN)
-		caps_add(srv->caps, sizeof(srv->caps), "AUTH=PLAIN");
-	if (sc->imap_auth & MECH_LOGIN)
-		caps_add(srv->caps, sizeof(srv->caps), "AUTH=LOGIN");
-	if (sc->imap_auth & MECH_CRAM_MD5)
-		caps_add(srv->caps, sizeof(srv->caps), "AUTH=CRAM-MD5");
+			caps_add(caps, len, tok);
+	caps_add(caps, len, "SASL-IR");
+	caps_add(caps, len, "LITERAL+");
+	caps_add(caps, len, "ID");
+	if ((sc->imap_auth & MECH_PLAIN) && !only)
+		caps_add(caps, len, "AUTH=PLAIN");
+	if ((sc->imap_auth & MECH_LOGIN) && !only)
+		caps_add(caps, len, "AUTH=LOGIN");
+	if ((sc->imap_auth & MECH_CRAM_MD5) && !only)
+		caps_add(caps, len, "AUTH=CRAM-MD5");
+	if (!tls && sc->starttls != STARTTLS_OFF)
+		caps_add(caps, len, "STARTTLS");
+	if (only)
+		caps_add(caps, len, "LOGINDISABLED");
+}
+
+static void
+server_caps(struct imap_server *srv)
+{
+	caps_build(srv->conf, 0, srv->caps, sizeof(srv->caps));
+	caps_build(srv->conf, 1, srv->caps_tls, sizeof(srv->caps_tls));
+}
+
+/* a TLS connection (or one being set up) is never offered STARTTLS */
+static const char *
+session_caps(struct session *s)
+{
+	return (s->tls != NULL ? s->srv->caps_tls : s->srv->caps);
 }
 
 /*
@@ -485,7 +527,7 @@ imap_accept(int fd, short event, void *arg)
 	if (conf->isolation == ISOLATION_CONNECTION)
 		listeners_stop();
 	imsgev_compose(&iev_parent, IMSG_CTL_ACCEPTED, 0, -1, NULL, 0);
-	if (session_new(l->srv, cfd, &ss, len) == -1) {
+	if (session_new(l->srv, cfd, &ss, len, l->lc->ssl) == -1) {
 		close(cfd);
 		session_gone();
 	}
@@ -515,7 +557,7 @@ imap_now_ms(void)
 
 static int
 session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
-    socklen_t len)
+    socklen_t len, int ssl)
 {
 	struct session	*s;
 	size_t		 bufsz = srv->conf->imap_client_buffer;
@@ -552,15 +594,43 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 	nsessions++;
 	log_debug("session start client=%s", s->client);
 
+	/* implicit TLS: the greeting waits for the handshake */
+	if (ssl && session_tls_start(s) == -1)
+		return (0);
 	if (s->conf->server_name_set)
 		client_reply(s, "* OK [CAPABILITY %s] %s IMAP4 ready",
-		    srv->caps, s->conf->server_name);
+		    session_caps(s), s->conf->server_name);
 	else
-		client_reply(s, "* OK [CAPABILITY %s] IMAP4 ready", srv->caps);
+		client_reply(s, "* OK [CAPABILITY %s] IMAP4 ready",
+		    session_caps(s));
 	session_timer(s, s->conf->timeout_ms);
 	if (client_flush(s) != -1)
 		session_update(s);
 	return (0);
+}
+
+/* the handshake begins; -1 when it cannot and the session is closed */
+static int
+session_tls_start(struct session *s)
+{
+	if (ctls_start(s) == -1) {
+		session_close(s, "tls setup failed");
+		return (-1);
+	}
+	return (0);
+}
+
+/* one step of the handshake; once done, what waited goes out */
+static void
+session_tls_step(struct session *s)
+{
+	int	 r;
+
+	if ((r = ctls_handshake(s)) == -1)
+		return;
+	if (r == 1 && client_flush(s) == -1)
+		return;
+	session_update(s);
 }
 
 /* the ending half of a session's bookkeeping, also for failed starts */
@@ -586,6 +656,7 @@ session_close(struct session *s, const char *reason)
 	event_del(&s->ev_cread);
 	event_del(&s->ev_cwrite);
 	evtimer_del(&s->ev_timer);
+	ctls_free(s);
 	close(s->cfd);
 	iobuf_free(&s->in);
 	iobuf_free(&s->out);
@@ -696,6 +767,11 @@ session_timeout(int fd, short event, void *arg)
 {
 	struct session	*s = arg;
 
+	/* a stalled handshake: nothing can be said in the clear any more */
+	if (s->tls_state == TLSS_HANDSHAKE) {
+		session_close(s, "tls handshake timeout");
+		return;
+	}
 	switch (s->state) {
 	case S_PRELOGIN:
 	case S_AUTHENTICATE:
@@ -744,6 +820,11 @@ session_update(struct session *s)
 	int	 cr = 0, cw, br = 0, bw = 0;
 	int	 outfull = IOBUF_LEN(&s->out) >= IMAP_OUT_HIWAT;
 
+	if (s->tls_state == TLSS_HANDSHAKE) {
+		ev_want(&s->ev_cread, s->tls_want == CTLS_WANT_READ);
+		ev_want(&s->ev_cwrite, s->tls_want == CTLS_WANT_WRITE);
+		return;
+	}
 	cw = IOBUF_LEN(&s->out) > 0;
 	switch (s->state) {
 	case S_PRELOGIN:
@@ -773,8 +854,14 @@ session_update(struct session *s)
 	case S_CLOSING:
 		break;
 	}
-	ev_want(&s->ev_cread, cr);
-	ev_want(&s->ev_cwrite, cw);
+	/* after STARTTLS, nothing more is read in the clear */
+	if (s->tls_state == TLSS_PENDING)
+		cr = 0;
+	ev_want(&s->ev_cread, cr || s->tls_wwantr);
+	ev_want(&s->ev_cwrite, cw || s->tls_rwantw);
+	/* bytes libtls decrypted already raise no event on the socket */
+	if (cr && s->tls_more)
+		event_active(&s->ev_cread, EV_READ, 1);
 	if (s->bfd != -1) {
 		ev_want(&s->ev_bread, br);
 		ev_want(&s->ev_bwrite, bw);
@@ -881,18 +968,23 @@ iobuf_drain(struct iobuf *b, size_t n)
 ssize_t
 client_read(struct session *s, void *buf, size_t len)
 {
+	if (s->tls_state == TLSS_ON)
+		return (ctls_read(s, buf, len));
 	return (read(s->cfd, buf, len));
 }
 
 ssize_t
 client_write(struct session *s, const void *buf, size_t len)
 {
+	if (s->tls_state == TLSS_ON)
+		return (ctls_write(s, buf, len));
 	return (write(s->cfd, buf, len));
 }
 
 void
 client_shutdown(struct session *s)
 {
+	ctls_close(s);
 	shutdown(s->cfd, SHUT_WR);
 	s->client_shut = 1;
 }
@@ -913,23 +1005,21 @@ int
 client_reply(struct session *s, const char *fmt, ...)
 {
 	va_list	 ap;
-	char	*line;
-	int	 len, r;
+	char	 line[4096];
+	int	 len;
 
 	va_start(ap, fmt);
-	len = vasprintf(&line, fmt, ap);
+	len = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
-	if (len == -1) {
+	/* every reply fits: the longest carries an Auth-Status text */
+	if (len < 0 || (size_t)len >= sizeof(line) - 2)
+		fatalx("%s: reply too long", __func__);
+	memcpy(line + len, "\r\n", 2);
+	if (iobuf_add(&s->out, line, len + 2) == -1) {
 		log_warn(__func__);
 		return (-1);
 	}
-	r = iobuf_add(&s->out, line, len);
-	if (r == 0)
-		r = iobuf_add(&s->out, "\r\n", 2);
-	free(line);
-	if (r == -1)
-		log_warn(__func__);
-	return (r);
+	return (0);
 }
 
 /* write queued replies, then relayed bytes; -1 when the session ended */
@@ -939,6 +1029,9 @@ client_flush(struct session *s)
 	struct iobuf	*b;
 	ssize_t		 n;
 
+	/* replies queued during a handshake wait for its end */
+	if (s->tls_state == TLSS_HANDSHAKE)
+		return (0);
 	for (;;) {
 		b = &s->out;
 		if (IOBUF_LEN(b) == 0 && s->state == S_RELAY)
@@ -961,6 +1054,9 @@ client_flush(struct session *s)
 		session_close(s, s->reason);
 		return (-1);
 	}
+	/* STARTTLS's OK went out in the clear: the handshake may begin */
+	if (s->tls_state == TLSS_PENDING && IOBUF_LEN(&s->out) == 0)
+		return (session_tls_start(s));
 	return (0);
 }
 
@@ -971,6 +1067,16 @@ client_read_cb(int fd, short event, void *arg)
 	size_t		 room;
 	ssize_t		 n;
 
+	if (s->tls_state == TLSS_HANDSHAKE) {
+		session_tls_step(s);
+		return;
+	}
+	/* a TLS write that waited for this event goes first */
+	if (s->tls_wwantr) {
+		s->tls_wwantr = 0;
+		if (client_flush(s) == -1)
+			return;
+	}
 	if (s->state == S_RELAY) {
 		if (proxy_client_read(s) != -1)
 			session_update(s);
@@ -983,6 +1089,8 @@ client_read_cb(int fd, short event, void *arg)
 	if ((n = client_read(s, s->in.data + s->in.len, room)) == -1) {
 		if (errno != EAGAIN && errno != EINTR)
 			session_close(s, "client closed");
+		else
+			session_update(s);	/* TLS may wait for POLLOUT */
 		return;
 	}
 	if (n == 0) {
@@ -1012,6 +1120,16 @@ client_write_cb(int fd, short event, void *arg)
 {
 	struct session	*s = arg;
 
+	if (s->tls_state == TLSS_HANDSHAKE) {
+		session_tls_step(s);
+		return;
+	}
+	/* a TLS read that waited for this event */
+	if (s->tls_rwantw) {
+		s->tls_rwantw = 0;
+		client_read_cb(fd, EV_READ, s);
+		return;
+	}
 	if (client_flush(s) == -1)
 		return;
 	if (s->state == S_RELAY) {
@@ -1093,6 +1211,18 @@ parse_command(struct session *s)
 		    st == IMAP_PARSE_BAD ? "bad command" :
 		    cmd->lit_len ? "literal too big" : "line too long"));
 
+#ifdef REGRESS_TRIGGERS
+	if (strcmp(cmd->name, "XREGRESS") == 0 && cmd->nargs == 1) {
+		char	 buf[128];
+		int	 rv;
+
+		rv = sandbox_regress_try(cmd->args[0].data, buf, sizeof(buf));
+		client_reply(s, "%s %s %s", cmd->tag, rv == 0 ? "OK" : "NO",
+		    buf);
+		imap_cmd_clear(cmd);
+		return (1);
+	}
+#endif
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd->name, commands[i].name) == 0)
 			break;
@@ -1125,7 +1255,7 @@ cmd_capability(struct session *s)
 {
 	if (s->cmd.nargs != 0)
 		return (client_bad(s, s->cmd.tag, "invalid arguments", NULL));
-	client_reply(s, "* CAPABILITY %s", s->srv->caps);
+	client_reply(s, "* CAPABILITY %s", session_caps(s));
 	client_reply(s, "%s OK CAPABILITY completed", s->cmd.tag);
 	return (0);
 }
@@ -1229,6 +1359,35 @@ cmd_id(struct session *s)
 	return (0);
 }
 
+/*
+ * STARTTLS.  What the client pipelined after it in the clear is
+ * dropped, never read as if it came under TLS (CVE-2014-3556); no new
+ * greeting follows the handshake.
+ */
+static int
+cmd_starttls(struct session *s)
+{
+	if (s->tls != NULL || s->srv->tls == NULL ||
+	    s->conf->starttls == STARTTLS_OFF)
+		return (client_bad(s, s->cmd.tag, "invalid command", NULL));
+	if (s->cmd.nargs != 0)
+		return (client_bad(s, s->cmd.tag, "invalid arguments", NULL));
+	client_reply(s, "%s OK Begin TLS negotiation now", s->cmd.tag);
+	iobuf_drain(&s->in, IOBUF_LEN(&s->in));
+	s->tls_state = TLSS_PENDING;
+	return (0);
+}
+
+/* starttls only: no credentials in the clear (RFC 5530's code) */
+static int
+tls_required(struct session *s)
+{
+	if (s->conf->starttls != STARTTLS_ONLY || s->tls != NULL)
+		return (0);
+	client_reply(s, "%s NO [PRIVACYREQUIRED] TLS is required", s->cmd.tag);
+	return (1);
+}
+
 static int
 arg_is_string(const struct imap_arg *a)
 {
@@ -1246,6 +1405,8 @@ cmd_login(struct session *s)
 	    u->len == 0 || memchr(u->data, '\0', u->len) != NULL ||
 	    memchr(p->data, '\0', p->len) != NULL)
 		return (client_bad(s, cmd->tag, "invalid arguments", NULL));
+	if (tls_required(s))
+		return (0);
 	strlcpy(s->tag, cmd->tag, sizeof(s->tag));
 	return (login_start(s, u->data, u->len, p->data, p->len,
 	    AUTH_METHOD_PLAIN));
@@ -1258,6 +1419,8 @@ cmd_authenticate(struct session *s)
 	const char	*mech;
 	unsigned int	 flag = 0;
 
+	if (tls_required(s))
+		return (0);
 	if (cmd->nargs < 1 || cmd->nargs > 2 ||
 	    cmd->args[0].type != IMAP_ARG_ATOM ||
 	    (cmd->nargs == 2 && cmd->args[1].type != IMAP_ARG_ATOM))
@@ -1485,6 +1648,11 @@ auth_send(struct session *s)
 	req.attempt = s->attempt;
 	strlcpy(req.client_ip, s->client_ip, sizeof(req.client_ip));
 	req.client_port = s->client_port;
+	if (s->tls_state == TLSS_ON) {
+		req.flags |= AUTH_REQ_SSL;
+		ctls_info(s, req.ssl_protocol, sizeof(req.ssl_protocol),
+		    req.ssl_cipher, sizeof(req.ssl_cipher));
+	}
 	req.user_len = ulen;
 	req.pass_len = s->pass_len;
 	req.salt_len = slen;
@@ -1604,6 +1772,8 @@ auth_fail(struct session *s, uint32_t wait, const char *text, size_t len)
 	    log_safe(user, sizeof(user), s->user, strlen(s->user)));
 	session_wipe_creds(s);
 	free(s->failtext);
+	if (len > HEADER_VALUE_LEN)
+		len = HEADER_VALUE_LEN;		/* one reply line */
 	if ((s->failtext = memdup0(len ? text : "authentication failed",
 	    len ? len : strlen("authentication failed"))) == NULL) {
 		log_warn(__func__);

@@ -51,6 +51,18 @@ enum sasl_step {
 	SASL_CRAM_MD5,		/* waiting for "user digest" */
 };
 
+/* where a client connection stands with TLS (tls.c) */
+enum tls_state {
+	TLSS_NONE,		/* plaintext */
+	TLSS_PENDING,		/* STARTTLS answered: handshake once sent */
+	TLSS_HANDSHAKE,
+	TLSS_ON,
+};
+#define CTLS_WANT_READ		1
+#define CTLS_WANT_WRITE		2
+
+struct tls;
+
 /* a byte buffer: pending data is data[off..len) */
 struct iobuf {
 	unsigned char	*data;
@@ -66,6 +78,8 @@ struct imap_server {
 	TAILQ_ENTRY(imap_server)	 entry;
 	struct server_conf		*conf;
 	char				 caps[CAPS_MAX_LEN + 64];
+	char				 caps_tls[CAPS_MAX_LEN + 64];
+	struct tls			*tls;	/* NULL: no TLS set up */
 };
 
 /* what the backend's greeting advertised */
@@ -92,6 +106,13 @@ struct session {
 	struct event		 ev_timer;	/* the one timer of a phase */
 	int			 client_eof;
 	int			 client_shut;	/* our write side shut down */
+	struct tls		*tls;		/* NULL: plaintext */
+	int			 tls_state;	/* enum tls_state */
+	int			 tls_want;	/* handshake: CTLS_WANT_* */
+	int			 tls_more;	/* libtls may hold read data */
+	int			 tls_rwantw;	/* a read waits for POLLOUT */
+	int			 tls_wwantr;	/* a write waits for POLLIN */
+	int			 tls_closed;	/* close_notify sent */
 
 	/* pre-login */
 	struct iobuf		 in;	/* imap_client_buffer bytes */
@@ -166,11 +187,20 @@ int		 session_unavailable(struct session *, const char *,
 void		 session_wipe_creds(struct session *);
 const char	*log_safe(char *, size_t, const char *, size_t);
 
+/* tls.c */
+struct tls	*ctls_server(struct config *, struct server_conf *);
+void		 ctls_wipe(struct config *);
+int		 ctls_start(struct session *);
+int		 ctls_handshake(struct session *);
+ssize_t		 ctls_read(struct session *, void *, size_t);
+ssize_t		 ctls_write(struct session *, const void *, size_t);
+void		 ctls_close(struct session *);
+void		 ctls_free(struct session *);
+void		 ctls_info(struct session *, char *, size_t, char *, size_t);
+
 /* proxy.c */
 int		 proxy_connect(struct session *, const struct sockaddr *,
 		    socklen_t, const char *, size_t, const char *, size_t);
-void		 proxy_backend_read(int, short, void *);
-void		 proxy_backend_write(int, short, void *);
 int		 proxy_client_read(struct session *);
 int		 proxy_relay_check(struct session *);
 int		 proxy_login_pending(struct session *);

@@ -719,6 +719,11 @@ parent_reload(void)
 		log_warnx("reload failed, keeping the running configuration");
 		return;
 	}
+	if (ctls_check(conf) == -1) {
+		log_warnx("reload failed, keeping the running configuration");
+		config_free(conf);
+		return;
+	}
 	if (listen_bind_all(conf, old->conf) == -1) {
 		log_warnx("reload failed, keeping the running configuration");
 		/* give back the sockets taken over from the old one */
@@ -869,10 +874,12 @@ main(int argc, char *argv[])
 		child_main(proc, user, logfd);
 	}
 
-	if ((conf = parse_config(conffile)) == NULL)
+	/* TLS setups too: a key that does not fit its certificate */
+	if ((conf = parse_config(conffile)) == NULL || ctls_check(conf) == -1)
 		exit(1);
 	if (noaction) {
 		fprintf(stderr, "configuration OK\n");
+		config_free(conf);
 		exit(0);
 	}
 	self_path = find_self_path(argv[0]);

@@ -40,6 +40,18 @@
 #define MECH_CRAM_MD5		0x04
 #define MECH_EXTERNAL		0x08
 
+/* TLS towards clients (tls.c) */
+#define TLS_MAX_PAIRS		4	/* ssl_certificate: RSA, ECDSA, ... */
+#define TLS_PEM_MAX		(1024 * 1024)	/* one certificate or key file */
+#define TLS_CHUNK_MAX		(128 * 1024)	/* PEM bytes per imsg */
+#define TLS_PATH_MAX		1024	/* keeps struct server_conf small */
+
+enum starttls_mode {
+	STARTTLS_OFF = 0,
+	STARTTLS_ON,		/* offered */
+	STARTTLS_ONLY,		/* required before LOGIN and AUTHENTICATE */
+};
+
 enum isolation {
 	ISOLATION_CONNECTION = 0,	/* one worker process per client */
 	ISOLATION_SHARED		/* worker_processes workers, many each */
@@ -113,8 +125,36 @@ struct server_conf {
 	struct sockaddr_storage		 proxy_pass;
 	socklen_t			 proxy_pass_len;
 	char				 proxy_pass_name[NAME_MAX_LEN + 8];
+	/* TLS towards clients; the PEM bytes reach imap workers only */
+	int				 starttls;	/* enum starttls_mode */
+	int				 tls_npairs;
+	char				 tls_cert_file[TLS_MAX_PAIRS][TLS_PATH_MAX];
+	char				 tls_key_file[TLS_MAX_PAIRS][TLS_PATH_MAX];
+	uint32_t			 tls_protocols;	/* TLS_PROTOCOL_* */
+	char				 tls_ciphers[512];
+	int				 tls_prefer_server_ciphers;
+	char				 tls_ecdh_curve[256];
+	char				 tls_dhparams[16];	/* libtls keyword */
+	unsigned int			 tls_session_timeout;	/* seconds */
+	int				 tls_session_tickets;
 };
 TAILQ_HEAD(server_list, server_conf);
+
+/*
+ * A certificate chain or key file the parent read, for the imap
+ * workers: no worker ever sees the file, and the auth process never
+ * gets the bytes.
+ */
+struct tls_pem {
+	TAILQ_ENTRY(tls_pem)	 entry;
+	uint32_t		 server_id;
+	uint32_t		 pair;		/* index of the cert/key pair */
+	int			 key;		/* 0: certificate, 1: key */
+	uint8_t			*data;
+	size_t			 len;
+	size_t			 got;		/* receiver: bytes so far */
+};
+TAILQ_HEAD(tls_pem_list, tls_pem);
 
 struct config {
 	char			 user[LOGIN_NAME_MAX];	/* _imaprelayd */
@@ -127,6 +167,7 @@ struct config {
 	char			 pid[PATH_MAX];
 	struct server_list	 servers;
 	struct listen_list	 listens;
+	struct tls_pem_list	 tls_pems;
 };
 
 /* imsg types, grouped by prefix; the comment says who sends to whom */
@@ -137,6 +178,8 @@ enum imsg_type {
 	IMSG_CFG_SERVER,	/* struct server_conf (list heads zeroed) */
 	IMSG_CFG_AUTH_HEADER,	/* struct auth_header */
 	IMSG_CFG_LISTEN,	/* struct listen_conf + fd (imap only) */
+	IMSG_CFG_TLS_CERT,	/* struct tls_pem_chunk + bytes (imap only) */
+	IMSG_CFG_TLS_KEY,	/* struct tls_pem_chunk + bytes (imap only) */
 	IMSG_CFG_DONE,
 	/* parent -> children: control */
 	IMSG_CTL_AUTH_CHANNEL,	/* fd: one end of an imap<->auth pair;
@@ -152,6 +195,14 @@ enum imsg_type {
 	IMSG_AUTH_REQUEST,	/* imap -> auth: struct auth_request + tail */
 	IMSG_AUTH_CANCEL,	/* imap -> auth: uint32_t request id */
 	IMSG_AUTH_RESULT,	/* auth -> imap: struct auth_result + tail */
+};
+
+/* IMSG_CFG_TLS_*: one piece of a PEM file, followed by its bytes */
+struct tls_pem_chunk {
+	uint32_t	 server_id;
+	uint32_t	 pair;		/* index of the certificate/key pair */
+	uint32_t	 total;		/* length of the whole file */
+	uint32_t	 offset;	/* of this piece */
 };
 
 /*
@@ -183,10 +234,15 @@ struct auth_request {
 	uint32_t	 attempt;	/* Auth-Login-Attempt, from 1 */
 	char		 client_ip[INET6_ADDRSTRLEN];
 	uint16_t	 client_port;
+	uint32_t	 flags;		/* AUTH_REQ_* */
+	char		 ssl_protocol[32];	/* Auth-SSL-Protocol */
+	char		 ssl_cipher[64];	/* Auth-SSL-Cipher */
 	uint32_t	 user_len;
 	uint32_t	 pass_len;
 	uint32_t	 salt_len;
 };
+
+#define AUTH_REQ_SSL	0x01	/* the client connection is TLS */
 
 enum auth_status {
 	AUTH_STATUS_OK = 0,		/* log in to server:port */
@@ -265,6 +321,12 @@ void		 set_nonblock(int);
 void		 sandbox_parent(void);
 void		 sandbox_auth(void);
 void		 sandbox_imap(void);
+#ifdef REGRESS_TRIGGERS
+int		 sandbox_regress_try(const char *, char *, size_t);
+#endif
+
+/* tls.c: the parent's check of a server's TLS setup */
+int		 ctls_check(struct config *);
 
 /* auth.c */
 __attribute__((noreturn)) void auth_main(int, int, const char *);

@@ -14,10 +14,12 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <libgen.h>
 #include <limits.h>
@@ -29,6 +31,8 @@
 #include <string.h>
 #include <syslog.h>
 #include <unistd.h>
+
+#include <tls.h>
 
 #include "imaprelayd.h"
 #include "authhttp.h"
@@ -67,6 +71,15 @@
 #define F_PROXY			0x2000
 #define F_PROXY_PASS		0x4000
 #define F_RESOLVER_TIMEOUT	0x8000
+#define F_STARTTLS		0x00010000
+#define F_SSL_PROTOCOLS		0x00020000
+#define F_SSL_CIPHERS		0x00040000
+#define F_SSL_PREFER		0x00080000
+#define F_SSL_CURVE		0x00100000
+#define F_SSL_DHPARAM		0x00200000
+#define F_SSL_SESS_TIMEOUT	0x00400000
+#define F_SSL_TICKETS		0x00800000
+#define F_SSL_SESS_CACHE	0x01000000
 
 /* bits of parser.mainset */
 #define M_USER			0x01
@@ -100,6 +113,8 @@ struct psrv {
 	struct server_conf	*srv;
 	unsigned int		 set;
 	int			 nlisten;
+	int			 ncert;		/* ssl_certificate given */
+	int			 nkey;		/* ssl_certificate_key given */
 	const char		*file;
 	int			 line;
 };
@@ -150,7 +165,14 @@ static int	set_max_errors(struct parser *, int, int, char **);
 static int	set_proxy_pass(struct parser *, int, int, char **);
 static int	set_listen(struct parser *, int, int, char **);
 static int	set_protocol(struct parser *, int, int, char **);
+static int	set_starttls(struct parser *, int, int, char **);
+static int	set_ssl_file(struct parser *, int, int, char **);
+static int	set_ssl_protocols(struct parser *, int, int, char **);
+static int	set_ssl_string(struct parser *, int, int, char **);
+static int	set_ssl_dhparam(struct parser *, int, int, char **);
+static int	set_ssl_session(struct parser *, int, int, char **);
 static int	deny_tls(struct parser *, int, int, char **);
+static int	deny_ssl(struct parser *, int, int, char **);
 static int	deny_proto(struct parser *, int, int, char **);
 static int	deny_block(struct parser *, int, int, char **);
 static int	deny_later(struct parser *, int, int, char **);
@@ -199,14 +221,26 @@ static const struct directive directives[] = {
 	{ "proxy_pass",			C_MS,	1, 1,	0, set_proxy_pass },
 	{ "resolver",			C_MS,	1, -1,	0, set_ignore },
 	{ "resolver_timeout",		C_MS,	1, 1,	0, set_timeout },
+	/* TLS towards clients */
+	{ "starttls",			C_MS,	1, 1,	0, set_starttls },
+	{ "ssl_certificate",		C_MS,	1, 1,	0, set_ssl_file },
+	{ "ssl_certificate_key",	C_MS,	1, 1,	0, set_ssl_file },
+	{ "ssl_protocols",		C_MS,	1, -1,	0, set_ssl_protocols },
+	{ "ssl_ciphers",		C_MS,	1, 1,	0, set_ssl_string },
+	{ "ssl_ecdh_curve",		C_MS,	1, 1,	0, set_ssl_string },
+	{ "ssl_prefer_server_ciphers",	C_MS,	1, 1,	0, set_ssl_session },
+	{ "ssl_dhparam",		C_MS,	1, 1,	0, set_ssl_dhparam },
+	{ "ssl_session_timeout",	C_MS,	1, 1,	0, set_ssl_session },
+	{ "ssl_session_tickets",	C_MS,	1, 1,	0, set_ssl_session },
+	{ "ssl_session_cache",		C_MS,	1, -1,	0, set_ssl_session },
+	{ "ssl_password_file",		C_ANY,	0, -1,	D_REFUSE, deny_ssl },
 	/* server only */
 	{ "listen",			C_SERVER, 1, -1, 0, set_listen },
 	{ "protocol",			C_SERVER, 1, 1,	0, set_protocol },
 	/* not (yet) for imaprelayd: refused with a reason */
 	{ "proxy_protocol",		C_ANY,	0, -1,	D_REFUSE, deny_later },
 	{ "set_real_ip_from",		C_ANY,	0, -1,	D_REFUSE, deny_later },
-	{ "ssl",			C_ANY,	0, -1,	D_REFUSE, deny_tls },
-	{ "starttls",			C_ANY,	0, -1,	D_REFUSE, deny_tls },
+	{ "ssl",			C_ANY,	0, -1,	D_REFUSE, deny_ssl },
 	{ "xclient",			C_ANY,	0, -1,	D_REFUSE, deny_proto },
 	{ "proxy_smtp_auth",		C_ANY,	0, -1,	D_REFUSE, deny_proto },
 	{ "http",			C_ANY,	0, -1,	D_REFUSE, deny_block },
@@ -214,12 +248,13 @@ static const struct directive directives[] = {
 	{ NULL,				0,	0, 0,	0, NULL }
 };
 
-/* whole families refused by prefix: ssl_*, pop3_*, smtp_* */
+/* whole families refused by prefix: other ssl_*, proxy_ssl_*, pop3_*... */
 static const struct {
 	const char	*prefix;
 	setter		 set;
 } prefixes[] = {
 	{ "ssl_",	deny_tls },
+	{ "proxy_ssl",	deny_tls },
 	{ "pop3_",	deny_proto },
 	{ "smtp_",	deny_proto },
 };
@@ -1326,6 +1361,194 @@ set_protocol(struct parser *p, int ctx, int argc, char **argv)
 }
 
 /*
+ * TLS towards clients.
+ */
+
+static int
+set_starttls(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+
+	if (levelonce(p, ctx, argv, F_STARTTLS) == -1)
+		return (-1);
+	if (strcmp(argv[1], "on") == 0)
+		srv->starttls = STARTTLS_ON;
+	else if (strcmp(argv[1], "only") == 0)
+		srv->starttls = STARTTLS_ONLY;
+	else if (strcmp(argv[1], "off") == 0)
+		srv->starttls = STARTTLS_OFF;
+	else {
+		perr(p, "invalid value \"%s\" in \"%s\" directive, it must "
+		    "be \"on\", \"only\" or \"off\"", argv[1], argv[0]);
+		return (-1);
+	}
+	return (0);
+}
+
+/* a relative path is taken from the directory of the file that names it */
+static int
+ssl_path(struct parser *p, const char *arg, char *path, size_t size)
+{
+	char	 dir[PATH_MAX];
+	int	 n;
+
+	if (strncmp(arg, "engine:", 7) == 0 || strncmp(arg, "store:", 6) == 0 ||
+	    strncmp(arg, "data:", 5) == 0) {
+		perr(p, "\"%s\": only files are supported", arg);
+		return (-1);
+	}
+	if (arg[0] == '/')
+		n = snprintf(path, size, "%s", arg);
+	else {
+		strlcpy(dir, p->f->name, sizeof(dir));
+		n = snprintf(path, size, "%s/%s", dirname(dir), arg);
+	}
+	if (arg[0] == '\0' || n < 0 || (size_t)n >= size) {
+		perr(p, "invalid file name \"%s\"", arg);
+		return (-1);
+	}
+	return (0);
+}
+
+/* ssl_certificate and ssl_certificate_key pair up in the order given */
+static int
+set_ssl_file(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct psrv	*ps = level(p, ctx);
+	int		 key = strcmp(argv[0], "ssl_certificate_key") == 0;
+	int		*n = key ? &ps->nkey : &ps->ncert;
+
+	if (*n == TLS_MAX_PAIRS) {
+		perr(p, "too many \"%s\" directives, at most %d", argv[0],
+		    TLS_MAX_PAIRS);
+		return (-1);
+	}
+	if (ssl_path(p, argv[1], key ? ps->srv->tls_key_file[*n] :
+	    ps->srv->tls_cert_file[*n], TLS_PATH_MAX) == -1)
+		return (-1);
+	(*n)++;
+	return (0);
+}
+
+/* nginx's names: its "TLSv1" is TLS 1.0 alone, libtls's all of 1.x */
+static int
+set_ssl_protocols(struct parser *p, int ctx, int argc, char **argv)
+{
+	static const struct {
+		const char	*name;
+		uint32_t	 proto;
+	} protos[] = {
+		{ "TLSv1",	TLS_PROTOCOL_TLSv1_0 },
+		{ "TLSv1.1",	TLS_PROTOCOL_TLSv1_1 },
+		{ "TLSv1.2",	TLS_PROTOCOL_TLSv1_2 },
+		{ "TLSv1.3",	TLS_PROTOCOL_TLSv1_3 },
+	};
+	struct server_conf	*srv = level(p, ctx)->srv;
+	uint32_t		 mask = 0;
+	size_t			 j, n = sizeof(protos) / sizeof(protos[0]);
+	int			 i;
+
+	if (levelonce(p, ctx, argv, F_SSL_PROTOCOLS) == -1)
+		return (-1);
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "SSLv2") == 0 ||
+		    strcmp(argv[i], "SSLv3") == 0) {
+			perr(p, "\"%s\" is not supported", argv[i]);
+			return (-1);
+		}
+		for (j = 0; j < n; j++)
+			if (strcmp(argv[i], protos[j].name) == 0)
+				break;
+		if (j == n)
+			return (badvalue(p, argv, argv[i]));
+		mask |= protos[j].proto;
+	}
+	srv->tls_protocols = mask;
+	return (0);
+}
+
+/* ssl_ciphers, ssl_ecdh_curve: libtls says now whether it takes them */
+static int
+set_ssl_string(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	struct tls_config	*tc;
+	int			 curve = strcmp(argv[0], "ssl_ecdh_curve") == 0;
+	const char		*v = argv[1];
+	char			*dst = curve ? srv->tls_ecdh_curve :
+				    srv->tls_ciphers;
+	size_t			 len = curve ? sizeof(srv->tls_ecdh_curve) :
+				    sizeof(srv->tls_ciphers);
+	int			 rv;
+
+	if (levelonce(p, ctx, argv, curve ? F_SSL_CURVE : F_SSL_CIPHERS) == -1)
+		return (-1);
+	if (curve && strcmp(v, "auto") == 0)
+		v = "default";
+	if ((tc = tls_config_new()) == NULL)
+		fatal("tls_config_new");
+	rv = curve ? tls_config_set_ecdhecurves(tc, v) :
+	    tls_config_set_ciphers(tc, v);
+	if (rv == -1)
+		perr(p, "invalid value \"%s\" in \"%s\" directive: %s",
+		    argv[1], argv[0], tls_config_error(tc));
+	tls_config_free(tc);
+	if (rv == -1)
+		return (-1);
+	if (strlcpy(dst, v, len) >= len)
+		return (badvalue(p, argv, argv[1]));
+	return (0);
+}
+
+/*
+ * libtls picks its DH parameters by keyword only: a dhparam file turns
+ * on "auto" (sized to the key), which is what a file of good
+ * parameters is for.  The file must still be readable.
+ */
+static int
+set_ssl_dhparam(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	char			 path[PATH_MAX];
+
+	if (levelonce(p, ctx, argv, F_SSL_DHPARAM) == -1 ||
+	    ssl_path(p, argv[1], path, sizeof(path)) == -1)
+		return (-1);
+	if (access(path, R_OK) == -1) {
+		perr(p, "cannot read \"%s\": %s", path, strerror(errno));
+		return (-1);
+	}
+	strlcpy(srv->tls_dhparams, "auto", sizeof(srv->tls_dhparams));
+	return (0);
+}
+
+/* session resumption, and ssl_prefer_server_ciphers */
+static int
+set_ssl_session(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	unsigned int		 ms;
+
+	if (strcmp(argv[0], "ssl_session_cache") == 0)
+		/* accepted and ignored: libtls resumes with tickets only */
+		return (levelonce(p, ctx, argv, F_SSL_SESS_CACHE));
+	if (strcmp(argv[0], "ssl_prefer_server_ciphers") == 0)
+		return (levelonce(p, ctx, argv, F_SSL_PREFER) == -1 ? -1 :
+		    parse_flag(p, argv, &srv->tls_prefer_server_ciphers));
+	if (strcmp(argv[0], "ssl_session_tickets") == 0)
+		return (levelonce(p, ctx, argv, F_SSL_TICKETS) == -1 ? -1 :
+		    parse_flag(p, argv, &srv->tls_session_tickets));
+	if (levelonce(p, ctx, argv, F_SSL_SESS_TIMEOUT) == -1)
+		return (-1);
+	if (parse_time(argv[1], &ms) == -1)
+		return (badvalue(p, argv, argv[1]));
+	/* the bounds libtls sets on a session lifetime */
+	ms /= 1000;
+	srv->tls_session_timeout = ms < 4 ? 4 : ms > 86400 ? 86400 : ms;
+	return (0);
+}
+
+/*
  * listen.
  */
 
@@ -1382,7 +1605,7 @@ listen_params(struct parser *p, int argc, char **argv,
 
 	for (i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "ssl") == 0)
-			return (deny_tls(p, 0, argc, argv));
+			lc->ssl = 1;
 		else if (strcmp(argv[i], "proxy_protocol") == 0) {
 			perr(p, "\"listen ... proxy_protocol\" is not "
 			    "supported yet");
@@ -1508,10 +1731,43 @@ set_listen(struct parser *p, int ctx, int argc, char **argv)
  * Refusals.
  */
 
+/* the ssl_* directives not implemented (yet), each with what it is */
 static int
 deny_tls(struct parser *p, int ctx, int argc, char **argv)
 {
-	perr(p, "TLS is not supported yet");
+	static const struct {
+		const char	*name;
+		const char	*what;
+	} later[] = {
+		{ "ssl_verify_client",		"with client certificates" },
+		{ "ssl_client_certificate",	"with client certificates" },
+		{ "ssl_verify_depth",		"with client certificates" },
+		{ "ssl_trusted_certificate",	"with client certificates" },
+		{ "ssl_crl",			"with client certificates" },
+		{ "proxy_ssl",			"to the backend" },
+	};
+	size_t	 i;
+
+	for (i = 0; i < sizeof(later) / sizeof(later[0]); i++)
+		if (strncmp(argv[0], later[i].name,
+		    strlen(later[i].name)) == 0) {
+			perr(p, "TLS %s is not supported yet (\"%s\")",
+			    later[i].what, argv[0]);
+			return (-1);
+		}
+	perr(p, "TLS \"%s\" is not supported yet", argv[0]);
+	return (-1);
+}
+
+static int
+deny_ssl(struct parser *p, int ctx, int argc, char **argv)
+{
+	if (strcmp(argv[0], "ssl") == 0)
+		perr(p, "the \"ssl\" directive was removed in nginx 1.25.1, "
+		    "use \"listen ... ssl\"");
+	else
+		perr(p, "\"%s\" is not supported: keys must not be "
+		    "encrypted", argv[0]);
 	return (-1);
 }
 
@@ -1585,6 +1841,33 @@ merge(struct psrv *mail, struct psrv *ps)
 		    sizeof(s->proxy_pass_name));
 		s->proxy_pass_set = m->proxy_pass_set;
 	}
+	if (inherit & F_STARTTLS)
+		s->starttls = m->starttls;
+	if (inherit & F_SSL_PROTOCOLS)
+		s->tls_protocols = m->tls_protocols;
+	if (inherit & F_SSL_CIPHERS)
+		memcpy(s->tls_ciphers, m->tls_ciphers, sizeof(s->tls_ciphers));
+	if (inherit & F_SSL_PREFER)
+		s->tls_prefer_server_ciphers = m->tls_prefer_server_ciphers;
+	if (inherit & F_SSL_CURVE)
+		memcpy(s->tls_ecdh_curve, m->tls_ecdh_curve,
+		    sizeof(s->tls_ecdh_curve));
+	if (inherit & F_SSL_DHPARAM)
+		memcpy(s->tls_dhparams, m->tls_dhparams,
+		    sizeof(s->tls_dhparams));
+	if (inherit & F_SSL_SESS_TIMEOUT)
+		s->tls_session_timeout = m->tls_session_timeout;
+	if (inherit & F_SSL_TICKETS)
+		s->tls_session_tickets = m->tls_session_tickets;
+	/* certificates: all of mail's, only if the server names none */
+	if (ps->ncert == 0 && ps->nkey == 0) {
+		memcpy(s->tls_cert_file, m->tls_cert_file,
+		    sizeof(s->tls_cert_file));
+		memcpy(s->tls_key_file, m->tls_key_file,
+		    sizeof(s->tls_key_file));
+		ps->ncert = mail->ncert;
+		ps->nkey = mail->nkey;
+	}
 	/* headers: all of mail's, only if the server has none */
 	if (!TAILQ_EMPTY(&s->auth_headers))
 		return;
@@ -1595,6 +1878,100 @@ merge(struct psrv *mail, struct psrv *ps)
 		nh->server_id = s->id;
 		TAILQ_INSERT_TAIL(&s->auth_headers, nh, entry);
 	}
+}
+
+/* one certificate or key file into memory, for the imap workers */
+static int
+read_pem(struct parser *p, struct psrv *ps, int pair, int key)
+{
+	const char	*path = key ? ps->srv->tls_key_file[pair] :
+			    ps->srv->tls_cert_file[pair];
+	struct tls_pem	*pem;
+	struct stat	 st;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		log_warnx("%s:%d: cannot read \"%s\": %s", ps->file,
+		    ps->line, path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return (-1);
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size == 0 ||
+	    st.st_size > TLS_PEM_MAX) {
+		log_warnx("%s:%d: \"%s\": not a file of a sane size",
+		    ps->file, ps->line, path);
+		close(fd);
+		return (-1);
+	}
+	if ((pem = calloc(1, sizeof(*pem))) == NULL ||
+	    (pem->data = calloc(1, st.st_size + 1)) == NULL)
+		fatal(__func__);
+	pem->server_id = ps->srv->id;
+	pem->pair = pair;
+	pem->key = key;
+	pem->len = st.st_size;
+	/* in the list at once: config_free wipes it on any error */
+	TAILQ_INSERT_TAIL(&p->conf->tls_pems, pem, entry);
+	while (pem->got < pem->len) {
+		if ((n = read(fd, pem->data + pem->got,
+		    pem->len - pem->got)) <= 0) {
+			log_warnx("%s:%d: cannot read \"%s\": %s", ps->file,
+			    ps->line, path, n == 0 ? "file shrank" :
+			    strerror(errno));
+			close(fd);
+			return (-1);
+		}
+		pem->got += n;
+	}
+	close(fd);
+	return (0);
+}
+
+/*
+ * A server that speaks TLS needs its pairs, read now so that a missing
+ * file stops the start; one that does not never has its keys read.
+ */
+static int
+tls_finish(struct parser *p, struct psrv *ps)
+{
+	struct server_conf	*srv = ps->srv;
+	struct listen_conf	*lc, *ssl = NULL;
+	int			 i;
+
+	TAILQ_FOREACH(lc, &p->conf->listens, entry)
+		if (lc->server_id == srv->id && lc->ssl && ssl == NULL)
+			ssl = lc;
+	if (ssl == NULL && srv->starttls == STARTTLS_OFF)
+		return (0);
+	if (ps->ncert == 0) {
+		if (ssl != NULL)
+			log_warnx("%s:%d: no \"ssl_certificate\" is defined "
+			    "for the \"listen ... ssl\" directive", ssl->file,
+			    ssl->line);
+		else
+			log_warnx("%s:%d: no \"ssl_certificate\" is defined "
+			    "for \"starttls\"", ps->file, ps->line);
+		return (-1);
+	}
+	if (ps->nkey < ps->ncert) {
+		log_warnx("%s:%d: no \"ssl_certificate_key\" is defined for "
+		    "certificate \"%s\"", ps->file, ps->line,
+		    srv->tls_cert_file[ps->nkey]);
+		return (-1);
+	}
+	if (ps->nkey > ps->ncert) {
+		log_warnx("%s:%d: no \"ssl_certificate\" is defined for key "
+		    "\"%s\"", ps->file, ps->line, srv->tls_key_file[ps->ncert]);
+		return (-1);
+	}
+	srv->tls_npairs = ps->ncert;
+	for (i = 0; i < srv->tls_npairs; i++)
+		if (read_pem(p, ps, i, 0) == -1 || read_pem(p, ps, i, 1) == -1)
+			return (-1);
+	return (0);
 }
 
 static int
@@ -1619,6 +1996,8 @@ finish(struct parser *p, const char *file)
 			    "nor \"proxy_pass\"", ps->file, ps->line);
 			return (-1);
 		}
+		if (tls_finish(p, ps) == -1)
+			return (-1);
 	}
 	TAILQ_FOREACH(lc, &p->conf->listens, entry) {
 		for (l = TAILQ_FIRST(&p->conf->listens); l != lc;

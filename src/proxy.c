@@ -36,6 +36,8 @@
 #include "imap.h"
 #include "sasl.h"
 
+static void	proxy_backend_read(int, short, void *);
+static void	proxy_backend_write(int, short, void *);
 static int	backend_fail(struct session *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static int	backend_lines(struct session *);
@@ -144,7 +146,7 @@ linelen(const char *line, size_t len)
 	return (len > 200 ? 200 : (int)len);
 }
 
-void
+static void
 proxy_backend_write(int fd, short event, void *arg)
 {
 	struct session	*s = arg;
@@ -176,7 +178,7 @@ proxy_backend_write(int fd, short event, void *arg)
 	session_update(s);
 }
 
-void
+static void
 proxy_backend_read(int fd, short event, void *arg)
 {
 	struct session	*s = arg;

@@ -567,14 +567,42 @@ test_refused(void)
 	    1, "directive \"pid\" is not terminated by \";\"");
 	refused("unterminated quote", "mail {\n  server_name \"x;\n}\n",
 	    4, "unexpected end of file, expecting \"");
-	refused("ssl_certificate",
-	    "mail {\n  ssl_certificate /etc/ssl/x.crt;\n}\n",
-	    2, "TLS is not supported yet");
-	refused("starttls", "mail {\n  starttls on;\n}\n",
-	    2, "TLS is not supported yet");
-	refused("listen ssl",
+	refused("ssl_verify_client",
+	    "mail {\n  ssl_verify_client on;\n}\n",
+	    2, "TLS with client certificates is not supported yet "
+	    "(\"ssl_verify_client\")");
+	refused("proxy_ssl", "mail {\n  proxy_ssl on;\n}\n",
+	    2, "TLS to the backend is not supported yet (\"proxy_ssl\")");
+	refused("ssl_password_file",
+	    "mail {\n  ssl_password_file /etc/ssl/pass;\n}\n",
+	    2, "\"ssl_password_file\" is not supported");
+	refused("ssl directive", "mail {\n  ssl on;\n}\n",
+	    2, "the \"ssl\" directive was removed in nginx 1.25.1");
+	refused("starttls bad value", "mail {\n  starttls yes;\n}\n",
+	    2, "invalid value \"yes\" in \"starttls\" directive");
+	refused("starttls without certificate",
+	    "mail {\n" AUTH "  starttls on;\n  server {\n"
+	    "    listen 143;\n  }\n}\n",
+	    4, "no \"ssl_certificate\" is defined for \"starttls\"");
+	refused("listen ssl without certificate",
 	    "mail {\n" AUTH "  server {\n    listen 993 ssl;\n  }\n}\n",
-	    4, "TLS is not supported yet");
+	    4, "no \"ssl_certificate\" is defined for the \"listen ... "
+	    "ssl\" directive");
+	refused("ssl_certificate missing file",
+	    "mail {\n" AUTH "  server {\n    listen 993 ssl;\n"
+	    "    ssl_certificate /nonexistent/x.crt;\n"
+	    "    ssl_certificate_key /nonexistent/x.key;\n  }\n}\n",
+	    3, "cannot read \"/nonexistent/x.crt\"");
+	refused("ssl_certificate without key",
+	    "mail {\n" AUTH "  server {\n    listen 993 ssl;\n"
+	    "    ssl_certificate /nonexistent/x.crt;\n  }\n}\n",
+	    3, "no \"ssl_certificate_key\" is defined for certificate");
+	refused("ssl_protocols SSLv3",
+	    "mail {\n  ssl_protocols SSLv3 TLSv1.2;\n}\n",
+	    2, "\"SSLv3\" is not supported");
+	refused("ssl_ciphers garbage",
+	    "mail {\n  ssl_ciphers NOSUCHCIPHER;\n}\n",
+	    2, "invalid value \"NOSUCHCIPHER\" in \"ssl_ciphers\" directive");
 	refused("listen proxy_protocol",
 	    "mail {\n" AUTH "  server {\n    listen 143 proxy_protocol;\n"
 	    "  }\n}\n",
