@@ -8,7 +8,7 @@
 # clang and libclang-rt-dev (libFuzzer, ASan, UBSan) for the fuzz targets
 PKGS="gcc make pkg-config libbsd-dev libevent-dev libtls-dev \
 libcurl4-openssl-dev dovecot-imapd python3 curl openssl mandoc procps \
-clang libclang-rt-dev"
+clang libclang-rt-dev libssl-dev"
 DAEMON_USER=_imaprelayd
 
 is_root() {

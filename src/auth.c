@@ -67,6 +67,9 @@ struct auth_req {
 	char			*user;		/* NUL-terminated copies */
 	char			*pass;
 	char			*salt;
+	char			*subject;	/* client certificate's */
+	char			*issuer;
+	char			*cert;		/* its PEM, not escaped */
 	struct timespec		 start;
 	unsigned int		 rounds;	/* WAIT answers so far */
 	struct event		 waitev;
@@ -115,6 +118,7 @@ static int	auth_req_setopt(struct auth_req *, struct auth_url *);
 static int	auth_req_headers(struct auth_req *, struct server_conf *);
 static int	hdr_add_escaped(struct curl_slist **, const char *,
 		    const char *, size_t);
+static int	ccert_headers(struct curl_slist **, struct auth_req *);
 static char	*tail_copy(const uint8_t *, size_t);
 static const char *user_log(const char *, char *, size_t);
 static void	auth_req_done(struct auth_req *, CURLcode);
@@ -127,8 +131,15 @@ static void	auth_unavailable(struct auth_req *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static int	hdr_add(struct curl_slist **, const char *, const char *);
 static int	hdr_value_ok(const char *, size_t);
+static int	tail_value_ok(const uint8_t *, size_t);
+static int	ccert_request_ok(const struct auth_request *,
+		    const uint8_t *);
 static void	slist_free_wipe(struct curl_slist *);
 static void	load_ca(void);
+#if LIBCURL_VERSION_NUM >= 0x074d00
+static struct tls_pem *atls_find(uint32_t, uint32_t, int);
+static int	atls_setopt(struct auth_req *);
+#endif
 static int	curl_sock_cb(CURL *, curl_socket_t, int, void *, void *);
 static int	curl_timer_cb(CURLM *, long, void *);
 static void	curl_sock_event(int, short, void *);
@@ -237,6 +248,7 @@ auth_dispatch_parent(int fd, short event, void *arg)
 		case IMSG_CFG_SERVER:
 		case IMSG_CFG_AUTH_HEADER:
 		case IMSG_CFG_LISTEN:
+		case IMSG_CFG_AUTH_TLS:
 		case IMSG_CFG_DONE:
 			if (newconf == NULL && (newconf = config_new()) == NULL)
 				fatal("config_new");
@@ -396,6 +408,36 @@ hdr_value_ok(const char *v, size_t size)
 	return (i < size);
 }
 
+/* a header value in a tail: printable ASCII only */
+static int
+tail_value_ok(const uint8_t *v, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i < len; i++)
+		if (v[i] < 0x20 || v[i] >= 0x7f)
+			return (0);
+	return (1);
+}
+
+/*
+ * The client certificate fields of a request, its tail after the salt
+ * given (the total length was checked): header-safe, sanely sized.
+ */
+static int
+ccert_request_ok(const struct auth_request *hdr, const uint8_t *tail)
+{
+	if (hdr->subject_len > CCERT_FIELD_MAX ||
+	    hdr->issuer_len > CCERT_FIELD_MAX || hdr->cert_len > TLS_PEM_MAX)
+		return (0);
+	if (!hdr_value_ok(hdr->ssl_verify, sizeof(hdr->ssl_verify)) ||
+	    !hdr_value_ok(hdr->ssl_serial, sizeof(hdr->ssl_serial)) ||
+	    !hdr_value_ok(hdr->ssl_fingerprint, sizeof(hdr->ssl_fingerprint)))
+		return (0);
+	return (tail_value_ok(tail, hdr->subject_len) &&
+	    tail_value_ok(tail + hdr->subject_len, hdr->issuer_len));
+}
+
 /* -1: a malformed message, the channel is dropped */
 static int
 auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
@@ -414,11 +456,14 @@ auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
 		fatal("%s", __func__);
 	memcpy(&r->hdr, p, sizeof(r->hdr));
 	p += sizeof(r->hdr);
-	tail = (uint64_t)r->hdr.user_len + r->hdr.pass_len + r->hdr.salt_len;
+	tail = (uint64_t)r->hdr.user_len + r->hdr.pass_len + r->hdr.salt_len +
+	    r->hdr.subject_len + r->hdr.issuer_len + r->hdr.cert_len;
 	if (tail != len - sizeof(r->hdr) ||
 	    memchr(r->hdr.client_ip, '\0', sizeof(r->hdr.client_ip)) == NULL ||
 	    !hdr_value_ok(r->hdr.ssl_protocol, sizeof(r->hdr.ssl_protocol)) ||
-	    !hdr_value_ok(r->hdr.ssl_cipher, sizeof(r->hdr.ssl_cipher))) {
+	    !hdr_value_ok(r->hdr.ssl_cipher, sizeof(r->hdr.ssl_cipher)) ||
+	    !ccert_request_ok(&r->hdr, p + r->hdr.user_len + r->hdr.pass_len +
+	    r->hdr.salt_len)) {
 		log_warnx("%s: worker %u: invalid request", __func__,
 		    ch->worker_id);
 		explicit_bzero(imsg->data, len);
@@ -430,9 +475,15 @@ auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
 	r->pass = tail_copy(p + r->hdr.user_len, r->hdr.pass_len);
 	r->salt = tail_copy(p + r->hdr.user_len + r->hdr.pass_len,
 	    r->hdr.salt_len);
+	p += r->hdr.user_len + r->hdr.pass_len + r->hdr.salt_len;
+	r->subject = tail_copy(p, r->hdr.subject_len);
+	r->issuer = tail_copy(p + r->hdr.subject_len, r->hdr.issuer_len);
+	r->cert = tail_copy(p + r->hdr.subject_len + r->hdr.issuer_len,
+	    r->hdr.cert_len);
 	/* the copy in the imsg buffer is the only other one */
 	explicit_bzero(imsg->data, len);
-	if (r->user == NULL || r->pass == NULL || r->salt == NULL)
+	if (r->user == NULL || r->pass == NULL || r->salt == NULL ||
+	    r->subject == NULL || r->issuer == NULL || r->cert == NULL)
 		fatal("%s", __func__);
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	evtimer_set(&r->waitev, auth_req_wait, r);
@@ -588,7 +639,10 @@ auth_req_setopt(struct auth_req *r, struct auth_url *au)
 	SET(CURLOPT_PRIVATE, r);
 	SET(CURLOPT_ERRORBUFFER, r->errbuf);
 #if LIBCURL_VERSION_NUM >= 0x074d00
-	if (au->https && ca_blob.data != NULL) {
+	if (au->https && atls_setopt(r) == -1)
+		return (-1);
+	if (au->https && ca_blob.data != NULL &&
+	    atls_find(r->hdr.server_id, ATLS_PEM_CA, 0) == NULL) {
 		SET(CURLOPT_CAINFO_BLOB, &ca_blob);
 		SET(CURLOPT_CAINFO, NULL);
 		SET(CURLOPT_CAPATH, NULL);
@@ -601,6 +655,60 @@ auth_req_setopt(struct auth_req *r, struct auth_url *au)
 	}
 	return (0);
 }
+
+#if LIBCURL_VERSION_NUM >= 0x074d00
+/* auth_http_trusted_certificate and _certificate: bytes from the parent */
+static struct tls_pem *
+atls_find(uint32_t id, uint32_t pair, int key)
+{
+	struct tls_pem	*pem;
+
+	TAILQ_FOREACH(pem, &conf->tls_pems, entry)
+		if (pem->server_id == id && pem->pair == pair &&
+		    pem->key == key && pem->got == pem->len)
+			return (pem);
+	return (NULL);
+}
+
+/* libcurl copies the blobs: a reload may free the config meanwhile */
+static int
+atls_setopt(struct auth_req *r)
+{
+	struct tls_pem		*ca, *cert, *key;
+	struct curl_blob	 b;
+	CURLcode		 rc = CURLE_OK;
+	uint32_t		 id = r->hdr.server_id;
+
+	ca = atls_find(id, ATLS_PEM_CA, 0);
+	cert = atls_find(id, ATLS_PEM_CLIENT, 0);
+	key = atls_find(id, ATLS_PEM_CLIENT, 1);
+	b.flags = CURL_BLOB_COPY;
+	if (ca != NULL) {
+		b.data = ca->data;
+		b.len = ca->len;
+		if ((rc = curl_easy_setopt(r->easy, CURLOPT_CAINFO_BLOB,
+		    &b)) == CURLE_OK)
+			rc = curl_easy_setopt(r->easy, CURLOPT_CAINFO, NULL);
+		if (rc == CURLE_OK)
+			rc = curl_easy_setopt(r->easy, CURLOPT_CAPATH, NULL);
+	}
+	if (rc == CURLE_OK && cert != NULL && key != NULL) {
+		b.data = cert->data;
+		b.len = cert->len;
+		if ((rc = curl_easy_setopt(r->easy, CURLOPT_SSLCERT_BLOB,
+		    &b)) == CURLE_OK) {
+			b.data = key->data;
+			b.len = key->len;
+			rc = curl_easy_setopt(r->easy, CURLOPT_SSLKEY_BLOB, &b);
+		}
+	}
+	if (rc != CURLE_OK) {
+		log_warnx("%s: %s", __func__, curl_easy_strerror(rc));
+		return (-1);
+	}
+	return (0);
+}
+#endif
 
 /* "Name: value"; curl drops "Name:", an empty value is "Name;" */
 static int
@@ -639,6 +747,33 @@ hdr_add_escaped(struct curl_slist **list, const char *name, const char *v,
 	if (authhttp_escape(esc, esclen, v, vlen) != -1)
 		rv = hdr_add(list, name, esc);
 	freezero(esc, esclen);
+	return (rv);
+}
+
+/*
+ * ssl_verify_client: what the worker found of the client certificate,
+ * in nginx's order; an empty value is a header nginx would not send.
+ */
+static int
+ccert_headers(struct curl_slist **l, struct auth_req *r)
+{
+	int	 rv = 0;
+
+	if (r->hdr.ssl_verify[0] != '\0')
+		rv |= hdr_add(l, "Auth-SSL-Verify", r->hdr.ssl_verify);
+	if (r->subject[0] != '\0')
+		rv |= hdr_add(l, "Auth-SSL-Subject", r->subject);
+	if (r->issuer[0] != '\0')
+		rv |= hdr_add(l, "Auth-SSL-Issuer", r->issuer);
+	if (r->hdr.ssl_serial[0] != '\0')
+		rv |= hdr_add(l, "Auth-SSL-Serial", r->hdr.ssl_serial);
+	if (r->hdr.ssl_fingerprint[0] != '\0')
+		rv |= hdr_add(l, "Auth-SSL-Fingerprint",
+		    r->hdr.ssl_fingerprint);
+	/* the PEM escaped as Auth-User: %0A for its line ends */
+	if (r->hdr.cert_len > 0)
+		rv |= hdr_add_escaped(l, "Auth-SSL-Cert", r->cert,
+		    r->hdr.cert_len);
 	return (rv);
 }
 
@@ -681,6 +816,7 @@ auth_req_headers(struct auth_req *r, struct server_conf *srv)
 			    r->hdr.ssl_protocol);
 		if (r->hdr.ssl_cipher[0] != '\0')
 			rv |= hdr_add(&l, "Auth-SSL-Cipher", r->hdr.ssl_cipher);
+		rv |= ccert_headers(&l, r);
 	}
 	TAILQ_FOREACH(h, &srv->auth_headers, entry) {
 		if (strpbrk(h->name, "\r\n:") != NULL ||
@@ -799,6 +935,9 @@ auth_req_free(struct auth_req *r)
 	freezero(r->user, r->hdr.user_len + 1);
 	freezero(r->pass, r->hdr.pass_len + 1);
 	freezero(r->salt, r->hdr.salt_len + 1);
+	free(r->subject);
+	free(r->issuer);
+	free(r->cert);
 	explicit_bzero(r, sizeof(*r));
 	free(r);
 }

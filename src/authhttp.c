@@ -260,6 +260,29 @@ reply_set(struct authhttp_reply *r, char *dst, size_t dstlen, int *isset,
 	return (0);
 }
 
+/* Auth-Proxy-SSL: on, starttls or off; anything else is an error */
+static int
+reply_proxy_ssl(struct authhttp_reply *r, const char *v, size_t vlen)
+{
+	static const struct {
+		const char	*name;
+		int		 mode;
+	} modes[] = {
+		{ "on",		PTLS_ON },
+		{ "starttls",	PTLS_STARTTLS },
+		{ "off",	PTLS_OFF },
+	};
+	size_t	 i;
+
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (vlen == strlen(modes[i].name) &&
+		    strncasecmp(v, modes[i].name, vlen) == 0) {
+			r->proxy_ssl = modes[i].mode + 1;
+			return (0);
+		}
+	return (reply_error(r, "invalid Auth-Proxy-SSL in response"));
+}
+
 int
 authhttp_parse_header(struct authhttp_reply *r, const char *line, size_t len)
 {
@@ -318,6 +341,21 @@ authhttp_parse_header(struct authhttp_reply *r, const char *line, size_t len)
 	if (IS("Auth-Pass"))
 		return (reply_set(r, r->pass, sizeof(r->pass),
 		    &r->pass_set, v, vlen));
+	if (IS("Auth-Proxy-SSL"))
+		return (reply_proxy_ssl(r, v, vlen));
+	if (IS("Auth-Proxy-SSL-Name")) {
+		for (i = 0; i < vlen; i++)
+			if (!isalnum((unsigned char)v[i]) &&
+			    strchr("-._:", v[i]) == NULL)
+				return (reply_error(r,
+				    "invalid Auth-Proxy-SSL-Name in response"));
+		if (vlen == 0)
+			return (reply_error(r,
+			    "invalid Auth-Proxy-SSL-Name in response"));
+		return (reply_set(r, r->proxy_ssl_name,
+		    sizeof(r->proxy_ssl_name), &r->proxy_ssl_name_set, v,
+		    vlen));
+	}
 	if (IS("Auth-Wait")) {
 		/* like nginx, a value that is no number is ignored */
 		if (vlen >= sizeof(num))
@@ -380,6 +418,10 @@ finish_ok(struct authhttp_reply *r, int needpass, struct auth_result *res)
 	}
 	res->user_set = r->user_set;
 	res->pass_set = r->pass_set;
+	res->proxy_ssl = r->proxy_ssl;
+	if (r->proxy_ssl_name_set)
+		strlcpy(res->proxy_ssl_name, r->proxy_ssl_name,
+		    sizeof(res->proxy_ssl_name));
 	res->status = AUTH_STATUS_OK;
 	return (AUTH_STATUS_OK);
 }
@@ -391,6 +433,8 @@ authhttp_finish(struct authhttp_reply *r, int needpass,
 	res->wait = 0;
 	res->user_set = res->pass_set = 0;
 	res->server_len = 0;
+	res->proxy_ssl = 0;
+	res->proxy_ssl_name[0] = '\0';
 	if (r->error[0] != '\0') {
 		res->status = AUTH_STATUS_UNAVAILABLE;
 		return (AUTH_STATUS_UNAVAILABLE);

@@ -46,6 +46,9 @@ struct authhttp_reply {
 	int		 pass_set;
 	unsigned int	 wait;		/* Auth-Wait */
 	int		 wait_set;
+	int		 proxy_ssl;	/* Auth-Proxy-SSL: 0, PTLS_* + 1 */
+	char		 proxy_ssl_name[NAME_MAX_LEN];	/* Auth-Proxy-SSL-Name */
+	int		 proxy_ssl_name_set;
 	size_t		 total;		/* bytes seen, for the limit */
 	char		 error[128];	/* why parsing failed */
 };

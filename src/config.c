@@ -130,6 +130,12 @@ config_server_new(struct config *conf)
 	strlcpy(srv->tls_dhparams, "none", sizeof(srv->tls_dhparams));
 	srv->tls_session_timeout = 300;
 	srv->tls_session_tickets = 1;
+	srv->ccert_depth = 1;
+	/* a proxy that logs users in must know whom it talks to */
+	srv->proxy_ssl_verify = 1;
+	srv->proxy_ssl_protocols = TLS_PROTOCOL_TLSv1_2 | TLS_PROTOCOL_TLSv1_3;
+	strlcpy(srv->proxy_ssl_ciphers, "secure",
+	    sizeof(srv->proxy_ssl_ciphers));
 	TAILQ_INSERT_TAIL(&conf->servers, srv, entry);
 	return (srv);
 }
@@ -153,6 +159,13 @@ compose(struct imsgev *iev, uint32_t type, int fd, const void *data,
 		fatal("%s: imsgev_compose", __func__);
 }
 
+/* auth_http's https files, which only the auth process gets */
+static int
+atls_pem(struct tls_pem *pem)
+{
+	return (pem->pair == ATLS_PEM_CA || pem->pair == ATLS_PEM_CLIENT);
+}
+
 /* a PEM file in pieces that fit an imsg; the copies are wiped */
 static void
 send_pem(struct imsgev *iev, struct tls_pem *pem)
@@ -172,8 +185,16 @@ send_pem(struct imsgev *iev, struct tls_pem *pem)
 		hdr.offset = off;
 		memcpy(buf, &hdr, sizeof(hdr));
 		memcpy(buf + sizeof(hdr), pem->data + off, n);
-		compose(iev, pem->key ? IMSG_CFG_TLS_KEY : IMSG_CFG_TLS_CERT,
-		    -1, buf, sizeof(hdr) + n);
+		if (atls_pem(pem)) {
+			/* auth only; the key is marked in the pair */
+			if (pem->key)
+				hdr.pair |= ATLS_KEY_FLAG;
+			memcpy(buf, &hdr, sizeof(hdr));
+			compose(iev, IMSG_CFG_AUTH_TLS, -1, buf,
+			    sizeof(hdr) + n);
+		} else
+			compose(iev, pem->key ? IMSG_CFG_TLS_KEY :
+			    IMSG_CFG_TLS_CERT, -1, buf, sizeof(hdr) + n);
 		off += n;
 	} while (off < pem->len);
 	freezero(buf, sizeof(hdr) + TLS_CHUNK_MAX);
@@ -218,7 +239,13 @@ config_send(struct imsgev *iev, struct config *conf, int with_listeners)
 			compose(iev, IMSG_CFG_LISTEN, fd, &l, sizeof(l));
 		}
 		TAILQ_FOREACH(pem, &conf->tls_pems, entry)
-			send_pem(iev, pem);
+			if (!atls_pem(pem))
+				send_pem(iev, pem);
+	} else {
+		/* the auth process: auth_http's https files, nothing else */
+		TAILQ_FOREACH(pem, &conf->tls_pems, entry)
+			if (atls_pem(pem))
+				send_pem(iev, pem);
 	}
 	compose(iev, IMSG_CFG_DONE, -1, NULL, 0);
 }
@@ -268,10 +295,17 @@ recv_server(struct config *conf, struct imsg *imsg)
 	TERMINATE(srv->tls_ciphers);
 	TERMINATE(srv->tls_ecdh_curve);
 	TERMINATE(srv->tls_dhparams);
+	TERMINATE(srv->proxy_ssl_ciphers);
+	TERMINATE(srv->proxy_ssl_name);
+	TERMINATE(srv->proxy_ssl_ca_file);
+	TERMINATE(srv->proxy_ssl_cert_file);
+	TERMINATE(srv->proxy_ssl_key_file);
 	for (i = 0; i < TLS_MAX_PAIRS; i++) {
 		TERMINATE(srv->tls_cert_file[i]);
 		TERMINATE(srv->tls_key_file[i]);
 	}
+	TERMINATE(srv->ccert_ca_file);
+	TERMINATE(srv->ccert_trusted_file);
 	/* nonsense from the parent: no TLS rather than an overrun */
 	if (srv->tls_npairs < 0 || srv->tls_npairs > TLS_MAX_PAIRS)
 		srv->tls_npairs = 0;
@@ -323,13 +357,24 @@ recv_pem(struct config *conf, struct imsg *imsg)
 	struct tls_pem		*pem;
 	size_t			 len = imsg_get_len(imsg), n;
 	int			 key = imsg_get_type(imsg) == IMSG_CFG_TLS_KEY;
+	int			 atls = imsg_get_type(imsg) == IMSG_CFG_AUTH_TLS;
 
 	if (len < sizeof(hdr))
 		fatalx("%s: bad length", __func__);
 	memcpy(&hdr, imsg->data, sizeof(hdr));
 	n = len - sizeof(hdr);
+	if (atls) {
+		key = (hdr.pair & ATLS_KEY_FLAG) != 0;
+		hdr.pair &= ~ATLS_KEY_FLAG;
+		if (hdr.pair != ATLS_PEM_CA && hdr.pair != ATLS_PEM_CLIENT)
+			fatalx("%s: bad piece", __func__);
+	}
 	if (config_server_byid(conf, hdr.server_id) == NULL ||
-	    hdr.pair >= TLS_MAX_PAIRS || hdr.total > TLS_PEM_MAX ||
+	    (atls ? key && hdr.pair != ATLS_PEM_CLIENT :
+	    ((hdr.pair > CCERT_PAIR_TRUSTED && hdr.pair != PTLS_PEM_CLIENT &&
+	    hdr.pair != PTLS_PEM_CA) || (key && hdr.pair >= TLS_MAX_PAIRS &&
+	    hdr.pair != PTLS_PEM_CLIENT))) ||
+	    hdr.total > TLS_PEM_MAX ||
 	    hdr.offset > hdr.total || n > hdr.total - hdr.offset)
 		fatalx("%s: bad piece", __func__);
 	TAILQ_FOREACH(pem, &conf->tls_pems, entry)
@@ -372,6 +417,7 @@ config_recv(struct config *conf, struct imsg *imsg)
 		break;
 	case IMSG_CFG_TLS_CERT:
 	case IMSG_CFG_TLS_KEY:
+	case IMSG_CFG_AUTH_TLS:
 		recv_pem(conf, imsg);
 		break;
 	case IMSG_CFG_DONE:

@@ -72,6 +72,9 @@ static void	imap_refuse(int);
 static int	session_new(struct imap_server *, int,
 		    struct sockaddr_storage *, socklen_t, int);
 static int	session_tls_start(struct session *);
+static void	session_greet(struct session *);
+static int	sni_listen_dup(struct listen_conf *);
+static int	sni_select(struct session *);
 static void	session_tls_step(struct session *);
 static void	session_gone(void);
 static void	session_log_end(struct session *, const char *);
@@ -207,6 +210,9 @@ imap_dispatch_parent(int fd, short event, void *arg)
 				fatal("IMSG_CTL_VERBOSE");
 			log_setverbose(v);
 			break;
+		case IMSG_CTL_TICKET_KEY:
+			ctls_ticket_key(&imsg);
+			break;
 		default:
 			fatalx("%s: unexpected imsg %d", __func__,
 			    imsg_get_type(&imsg));
@@ -243,9 +249,12 @@ imap_configure(void)
 			    sc->server_name);
 		TAILQ_INSERT_TAIL(&servers, srv, entry);
 	}
+	ptls_configure(conf);
 	/* the keys live in the TLS contexts only */
 	ctls_wipe(conf);
 	TAILQ_FOREACH(lc, &conf->listens, entry) {
+		if (sni_listen_dup(lc))
+			continue;
 		if ((l = calloc(1, sizeof(*l))) == NULL)
 			fatal(__func__);
 		l->lc = lc;
@@ -416,6 +425,8 @@ caps_build(struct server_conf *sc, int tls, char *caps, size_t len)
 		caps_add(caps, len, "AUTH=LOGIN");
 	if ((sc->imap_auth & MECH_CRAM_MD5) && !only)
 		caps_add(caps, len, "AUTH=CRAM-MD5");
+	if ((sc->imap_auth & MECH_EXTERNAL) && !only)
+		caps_add(caps, len, "AUTH=EXTERNAL");
 	if (!tls && sc->starttls != STARTTLS_OFF)
 		caps_add(caps, len, "STARTTLS");
 	if (only)
@@ -594,15 +605,13 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 	nsessions++;
 	log_debug("session start client=%s", s->client);
 
-	/* implicit TLS: the greeting waits for the handshake */
+	/* implicit TLS: the greeting waits for the handshake and its SNI */
 	if (ssl && session_tls_start(s) == -1)
 		return (0);
-	if (s->conf->server_name_set)
-		client_reply(s, "* OK [CAPABILITY %s] %s IMAP4 ready",
-		    session_caps(s), s->conf->server_name);
+	if (ssl)
+		s->sni_greet = 1;
 	else
-		client_reply(s, "* OK [CAPABILITY %s] IMAP4 ready",
-		    session_caps(s));
+		session_greet(s);
 	session_timer(s, s->conf->timeout_ms);
 	if (client_flush(s) != -1)
 		session_update(s);
@@ -610,6 +619,85 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 }
 
 /* the handshake begins; -1 when it cannot and the session is closed */
+static void
+session_greet(struct session *s)
+{
+	if (s->conf->server_name_set)
+		client_reply(s, "* OK [CAPABILITY %s] %s IMAP4 ready",
+		    session_caps(s), s->conf->server_name);
+	else
+		client_reply(s, "* OK [CAPABILITY %s] IMAP4 ready",
+		    session_caps(s));
+}
+
+/*
+ * Servers told apart by SNI share one listening socket (the parent
+ * gave each a copy); the first server's listener serves them all.
+ */
+static int
+sni_listen_dup(struct listen_conf *lc)
+{
+	struct listen_conf	*l;
+
+	TAILQ_FOREACH(l, &conf->listens, entry) {
+		if (l == lc)
+			return (0);
+		if (strcmp(l->name, lc->name) == 0)
+			break;
+	}
+	if (l == NULL)
+		return (0);
+	close(lc->fd);
+	lc->fd = -1;
+	return (1);
+}
+
+/*
+ * TLS is up: the server block whose server_name the client asked for
+ * (SNI) serves the session from now on; without one, or with a name no
+ * server on this address has, the first server goes on.
+ */
+static int
+sni_select(struct session *s)
+{
+	struct imap_server	*srv;
+	const char		*name;
+	size_t			 bufsz;
+
+	if ((name = ctls_servername(s)) == NULL)
+		return (0);
+	TAILQ_FOREACH(srv, &servers, entry)
+		if (srv != s->srv && srv->conf->server_name_set &&
+		    strcasecmp(srv->conf->server_name, name) == 0 &&
+		    sni_sibling(conf, s->srv->conf, srv->conf))
+			break;
+	if (srv == NULL)
+		return (0);
+	s->srv = srv;
+	s->conf = srv->conf;
+	bufsz = s->conf->imap_client_buffer;
+	/*
+	 * Nothing was read under TLS yet (plaintext left from before
+	 * STARTTLS is discarded anyway): the buffers take its size.
+	 */
+	if (bufsz != s->in.size) {
+		freezero(s->scratch, s->in.size);
+		s->scratch = NULL;
+		iobuf_free(&s->in);
+		if (iobuf_alloc(&s->in, bufsz) == -1 ||
+		    (s->scratch = calloc(1, bufsz)) == NULL) {
+			log_warn(__func__);
+			session_close(s, "out of memory");
+			return (-1);
+		}
+		imap_cmd_init(&s->cmd, s->scratch, bufsz);
+	}
+	session_timer(s, s->conf->timeout_ms);
+	log_debug("client=%s: server %s (sni)", s->client,
+	    s->conf->server_name);
+	return (0);
+}
+
 static int
 session_tls_start(struct session *s)
 {
@@ -624,10 +712,25 @@ session_tls_start(struct session *s)
 static void
 session_tls_step(struct session *s)
 {
-	int	 r;
+	const char	*bye;
+	int		 r;
 
 	if ((r = ctls_handshake(s)) == -1)
 		return;
+	if (r == 1 && sni_select(s) == -1)
+		return;
+	if (r == 1 && s->sni_greet) {
+		s->sni_greet = 0;
+		session_greet(s);
+	}
+	/* ssl_verify_client: as nginx, a BYE instead of the greeting */
+	if (r == 1 && (bye = ccert_inspect(s)) != NULL) {
+		if (IOBUF_LEN(&s->out) > 0)
+			iobuf_drain(&s->out, IOBUF_LEN(&s->out));
+		client_reply(s, "* BYE %s", bye);
+		session_finish(s, "client certificate refused");
+		return;
+	}
 	if (r == 1 && client_flush(s) == -1)
 		return;
 	session_update(s);
@@ -657,6 +760,7 @@ session_close(struct session *s, const char *reason)
 	event_del(&s->ev_cwrite);
 	evtimer_del(&s->ev_timer);
 	ctls_free(s);
+	ccert_free(s);
 	close(s->cfd);
 	iobuf_free(&s->in);
 	iobuf_free(&s->out);
@@ -863,8 +967,11 @@ session_update(struct session *s)
 	if (cr && s->tls_more)
 		event_active(&s->ev_cread, EV_READ, 1);
 	if (s->bfd != -1) {
+		proxy_events(s, &br, &bw);	/* TLS to the backend */
 		ev_want(&s->ev_bread, br);
 		ev_want(&s->ev_bwrite, bw);
+		if (br && s->btls_more)
+			event_active(&s->ev_bread, EV_READ, 1);
 	}
 }
 
@@ -1097,9 +1204,15 @@ client_read_cb(int fd, short event, void *arg)
 		client_eof(s);
 		return;
 	}
-	s->in.len += n;
-	if (s->state == S_PRELOGIN || s->state == S_AUTHENTICATE)
+	/*
+	 * The idle timer runs from the first byte of a command to its end
+	 * (session_parse() re-arms it per command), not from the last
+	 * byte: a command dribbled in byte by byte must not hold the slot.
+	 */
+	if (IOBUF_LEN(&s->in) == 0 &&
+	    (s->state == S_PRELOGIN || s->state == S_AUTHENTICATE))
 		session_timer(s, s->conf->timeout_ms);
+	s->in.len += n;
 	if (session_parse(s) == -1 || client_flush(s) == -1)
 		return;
 	session_update(s);
@@ -1177,6 +1290,9 @@ session_parse(struct session *s)
 			return (-1);
 		if (r == 0)
 			break;
+		/* a complete command: the next one gets a full timeout */
+		if (s->state == S_PRELOGIN || s->state == S_AUTHENTICATE)
+			session_timer(s, s->conf->timeout_ms);
 	}
 	return (0);
 }
@@ -1432,12 +1548,14 @@ cmd_authenticate(struct session *s)
 		flag = MECH_LOGIN;
 	else if (strcasecmp(mech, "CRAM-MD5") == 0)
 		flag = MECH_CRAM_MD5;
+	else if (strcasecmp(mech, "EXTERNAL") == 0)
+		flag = MECH_EXTERNAL;
 	/*
 	 * As in nginx, PLAIN and LOGIN are always accepted (clients use
-	 * them unadvertised); CRAM-MD5 must be enabled, and needs the auth
-	 * service to hand out the real password.
+	 * them unadvertised); CRAM-MD5 and EXTERNAL must be enabled, and
+	 * need the auth service to hand out the real password.
 	 */
-	if (flag == 0 || (flag == MECH_CRAM_MD5 &&
+	if (flag == 0 || ((flag == MECH_CRAM_MD5 || flag == MECH_EXTERNAL) &&
 	    (!(s->conf->imap_auth & flag) || !s->conf->auth_http_set))) {
 		client_reply(s, "%s NO unsupported authentication mechanism",
 		    cmd->tag);
@@ -1447,7 +1565,8 @@ cmd_authenticate(struct session *s)
 		return (client_bad(s, cmd->tag, "invalid arguments", NULL));
 	strlcpy(s->tag, cmd->tag, sizeof(s->tag));
 	s->sasl = flag == MECH_PLAIN ? SASL_PLAIN : flag == MECH_LOGIN ?
-	    SASL_LOGIN_USER : SASL_CRAM_MD5;
+	    SASL_LOGIN_USER : flag == MECH_EXTERNAL ? SASL_EXTERNAL :
+	    SASL_CRAM_MD5;
 	return (sasl_start(s, cmd->nargs == 2 ? &cmd->args[1] : NULL));
 }
 
@@ -1467,6 +1586,7 @@ sasl_start(struct session *s, const struct imap_arg *ir)
 		client_reply(s, "+ ");
 		break;
 	case SASL_LOGIN_USER:
+	case SASL_EXTERNAL:	/* nginx asks EXTERNAL for "Username:" too */
 		client_reply(s, "+ VXNlcm5hbWU6");
 		break;
 	default:
@@ -1564,6 +1684,13 @@ sasl_step(struct session *s, const unsigned char *line, size_t len)
 			client_reply(s, "+ UGFzc3dvcmQ6");
 			r = s->user == NULL ? sasl_fail(s, "internal error") : 0;
 		}
+	} else if (s->sasl == SASL_EXTERNAL) {
+		/* the name to log in as; the auth service knows the rest */
+		if (n == 0 || memchr(dec, '\0', n) != NULL)
+			r = sasl_fail(s, "invalid SASL message");
+		else
+			r = login_start(s, (char *)dec, n, "", 0,
+			    AUTH_METHOD_EXTERNAL);
 	} else if (s->sasl == SASL_LOGIN_PASS) {
 		if (memchr(dec, '\0', n) != NULL)
 			r = sasl_fail(s, "invalid SASL message");
@@ -1633,7 +1760,7 @@ static int
 auth_send(struct session *s)
 {
 	struct auth_request	 req;
-	unsigned char		*msg;
+	unsigned char		*msg, *p;
 	size_t			 ulen = strlen(s->user), len;
 	size_t			 slen = s->method == AUTH_METHOD_CRAM_MD5 ?
 				    strlen(s->salt) : 0;
@@ -1656,7 +1783,9 @@ auth_send(struct session *s)
 	req.user_len = ulen;
 	req.pass_len = s->pass_len;
 	req.salt_len = slen;
-	len = sizeof(req) + ulen + s->pass_len + slen;
+	ccert_request(s, &req);
+	len = sizeof(req) + ulen + s->pass_len + slen + req.subject_len +
+	    req.issuer_len + req.cert_len;
 	if ((msg = malloc(len)) == NULL) {
 		log_warn(__func__);
 		session_close(s, "out of memory");
@@ -1666,6 +1795,18 @@ auth_send(struct session *s)
 	memcpy(msg + sizeof(req), s->user, ulen);
 	memcpy(msg + sizeof(req) + ulen, s->pass, s->pass_len);
 	memcpy(msg + sizeof(req) + ulen + s->pass_len, s->salt, slen);
+	if (s->ccert != NULL) {
+		p = msg + sizeof(req) + ulen + s->pass_len + slen;
+		/* a NULL field has length 0 and is not copied */
+		if (req.subject_len > 0)
+			memcpy(p, s->ccert->subject, req.subject_len);
+		if (req.issuer_len > 0)
+			memcpy(p + req.subject_len, s->ccert->issuer,
+			    req.issuer_len);
+		if (req.cert_len > 0)
+			memcpy(p + req.subject_len + req.issuer_len,
+			    s->ccert->cert, req.cert_len);
+	}
 	r = imsgev_compose(iev_auth, IMSG_AUTH_REQUEST, 0, -1, msg, len);
 	freezero(msg, len);
 	if (r == -1)
@@ -1753,6 +1894,11 @@ auth_ok(struct session *s, struct auth_result *res, const char *user,
 	if (res->server_len == 0)
 		return (session_unavailable(s, "backend unavailable",
 		    "auth service gave no backend", "backend unavailable"));
+	/* Auth-Proxy-SSL and Auth-Proxy-SSL-Name, for this login only */
+	s->bssl_auth = res->proxy_ssl;
+	memcpy(s->bssl_auth_name, res->proxy_ssl_name,
+	    sizeof(s->bssl_auth_name));
+	s->bssl_auth_name[sizeof(s->bssl_auth_name) - 1] = '\0';
 	return (proxy_connect(s, (struct sockaddr *)&res->server,
 	    res->server_len,
 	    res->user_set ? user : s->user,

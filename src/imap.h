@@ -49,6 +49,7 @@ enum sasl_step {
 	SASL_LOGIN_USER,	/* waiting for the base64 user name */
 	SASL_LOGIN_PASS,	/* waiting for the base64 password */
 	SASL_CRAM_MD5,		/* waiting for "user digest" */
+	SASL_EXTERNAL,		/* waiting for the base64 user name */
 };
 
 /* where a client connection stands with TLS (tls.c) */
@@ -62,6 +63,7 @@ enum tls_state {
 #define CTLS_WANT_WRITE		2
 
 struct tls;
+struct tls_config;
 
 /* a byte buffer: pending data is data[off..len) */
 struct iobuf {
@@ -87,6 +89,8 @@ struct imap_server {
 #define BCAP_AUTH_PLAIN		0x02
 #define BCAP_LITERALPLUS	0x04
 #define BCAP_ID			0x08
+#define BCAP_STARTTLS		0x10
+#define BCAP_LISTED		0x20	/* the greeting had a list */
 
 struct session {
 	TAILQ_ENTRY(session)	 entry;
@@ -113,6 +117,8 @@ struct session {
 	int			 tls_rwantw;	/* a read waits for POLLOUT */
 	int			 tls_wwantr;	/* a write waits for POLLIN */
 	int			 tls_closed;	/* close_notify sent */
+	int			 sni_greet;	/* greet once TLS is up (SNI) */
+	struct ccert		*ccert;		/* client certificate, or NULL */
 
 	/* pre-login */
 	struct iobuf		 in;	/* imap_client_buffer bytes */
@@ -154,6 +160,18 @@ struct session {
 	int			 id_pending;	/* our ID's reply not seen yet */
 	int			 backend_eof;
 	int			 backend_shut;
+	/* TLS to the backend (ptls.c) */
+	struct tls		*btls;		/* NULL: plaintext */
+	int			 bssl;		/* enum ptls_mode of this login */
+	int			 bssl_auth;	/* Auth-Proxy-SSL: PTLS_* + 1 */
+	char			 bssl_auth_name[NAME_MAX_LEN];
+	char			 bssl_name[NAME_MAX_LEN];	/* verified */
+	int			 btls_state;	/* enum tls_state */
+	int			 btls_want;	/* handshake: CTLS_WANT_* */
+	int			 btls_more;	/* libtls may hold read data */
+	int			 btls_rwantw;	/* a read waits for POLLOUT */
+	int			 btls_wwantr;	/* a write waits for POLLIN */
+	int			 bstarttls;	/* our STARTTLS awaits its OK */
 
 	/* relay */
 	struct iobuf		 c2b;
@@ -197,6 +215,29 @@ ssize_t		 ctls_write(struct session *, const void *, size_t);
 void		 ctls_close(struct session *);
 void		 ctls_free(struct session *);
 void		 ctls_info(struct session *, char *, size_t, char *, size_t);
+void		 ctls_ticket_key(struct imsg *);
+const char	*ctls_servername(struct session *);
+int		 sni_sibling(struct config *, struct server_conf *,
+		    struct server_conf *);
+
+/*
+ * ccert.c: client certificates (ssl_verify_client).  What the auth
+ * request says about the client's certificate, found after the
+ * handshake; empty strings are headers not sent.
+ */
+struct ccert {
+	char		 verify[128];		/* SUCCESS, FAILED:..., NONE */
+	char		 serial[128];
+	char		 fingerprint[64];	/* SHA-1, hex, as nginx */
+	char		*subject;		/* RFC 2253, as nginx */
+	char		*issuer;
+	char		*cert;			/* PEM, escaped as Auth-User */
+};
+int		 ccert_config(struct tls_config *, struct config *,
+		    struct server_conf *);
+const char	*ccert_inspect(struct session *);
+void		 ccert_request(struct session *, struct auth_request *);
+void		 ccert_free(struct session *);
 
 /* proxy.c */
 int		 proxy_connect(struct session *, const struct sockaddr *,
@@ -206,5 +247,15 @@ int		 proxy_relay_check(struct session *);
 int		 proxy_login_pending(struct session *);
 void		 proxy_timeout(struct session *);
 void		 proxy_close_backend(struct session *);
+void		 proxy_events(struct session *, int *, int *);
+
+/* ptls.c: TLS to the backend */
+void		 ptls_configure(struct config *);
+int		 ptls_start(struct session *);
+int		 ptls_handshake(struct session *, char *, size_t);
+ssize_t		 ptls_read(struct session *, void *, size_t);
+ssize_t		 ptls_write(struct session *, const void *, size_t);
+void		 ptls_close(struct session *);
+void		 ptls_free(struct session *);
 
 #endif /* IMAP_H */

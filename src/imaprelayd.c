@@ -33,7 +33,7 @@
 
 #include "imaprelayd.h"
 
-#define SHUTDOWN_GRACE_SEC	10	/* SIGTERM: sessions may finish */
+#define SHUTDOWN_GRACE_SEC	10	/* SIGTERM default, shutdown_timeout */
 #define RESPAWN_BACKOFF_SEC	1	/* a child that keeps dying */
 
 enum child_kind {
@@ -88,6 +88,13 @@ static uint32_t		 next_gen_id = 1;
 static struct event	 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
 static struct event	 ev_shutdown, ev_respawn;
 
+/* TLS session ticket keys: [0] older (decrypts), [1] newest */
+static struct ticket_key ticket_keys[2];
+static int		 ticket_nkeys;
+static uint32_t		 ticket_rev;
+static uint8_t		 ticket_sid[TICKET_SID_LEN];
+static struct event	 ev_ticket;
+
 __attribute__((noreturn)) static void usage(void);
 static void	 parent_sig_handler(int, short, void *);
 static void	 parent_dispatch_child(int, short, void *);
@@ -97,6 +104,11 @@ static void	 generation_fill(struct generation *);
 static void	 generation_drain(struct generation *);
 static void	 parent_admission(void);
 static void	 parent_shutdown_check(void);
+static void	 ticket_init(void);
+static void	 ticket_rotate(int, short, void *);
+static void	 ticket_arm(void);
+static void	 ticket_new(void);
+static void	 ticket_send(struct child *, struct ticket_key *);
 
 static void
 usage(void)
@@ -177,6 +189,25 @@ listen_setopts(struct listen_conf *lc, int s)
 #endif
 }
 
+/* servers told apart by SNI (parse.c) share the first one's socket */
+static int
+sni_listen_fd(struct config *conf, struct listen_conf *lc)
+{
+	struct listen_conf	*l;
+	int			 fd;
+
+	TAILQ_FOREACH(l, &conf->listens, entry) {
+		if (l == lc)
+			break;
+		if (l->fd == -1 || strcmp(l->name, lc->name) != 0)
+			continue;
+		if ((fd = fcntl(l->fd, F_DUPFD_CLOEXEC, 0)) == -1)
+			fatal("dup");
+		return (fd);
+	}
+	return (-1);
+}
+
 /*
  * Bind every listen of conf, reusing the sockets of old (the running
  * configuration) for addresses both have, so a reload never refuses a
@@ -199,7 +230,7 @@ listen_bind_all(struct config *conf, struct config *old)
 				}
 			}
 		}
-		if (lc->fd != -1)
+		if (lc->fd != -1 || (lc->fd = sni_listen_fd(conf, lc)) != -1)
 			continue;
 		s = socket(lc->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0);
@@ -383,6 +414,11 @@ child_spawn(struct generation *gen, enum child_kind kind)
 	/* before the configuration: it must not accept without knowing */
 	if (kind == CHILD_IMAP)
 		parent_admission();
+	/* the ticket keys first: the worker builds its TLS with them */
+	if (kind == CHILD_IMAP) {
+		ticket_send(c, &ticket_keys[0]);
+		ticket_send(c, &ticket_keys[1]);
+	}
 	config_send(&c->iev, gen->conf, kind == CHILD_IMAP);
 	if (kind == CHILD_AUTH)
 		gen->auth = c;
@@ -742,6 +778,75 @@ parent_reload(void)
 	log_info("reloaded configuration from %s", conffile);
 }
 
+/*
+ * Session ticket keys, made here and shared by every worker so that a
+ * ticket resumes in any worker process.  A new key every
+ * ssl_session_timeout (the shortest of the servers'); the previous one
+ * still decrypts the tickets issued under it until they expire.
+ */
+static void
+ticket_init(void)
+{
+	arc4random_buf(ticket_sid, sizeof(ticket_sid));
+	ticket_rev = arc4random();
+	ticket_new();
+	ticket_new();
+	evtimer_set(&ev_ticket, ticket_rotate, NULL);
+	ticket_arm();
+}
+
+static void
+ticket_new(void)
+{
+	struct ticket_key	*tk;
+
+	if (ticket_nkeys == 2) {
+		ticket_keys[0] = ticket_keys[1];
+		ticket_nkeys--;
+	}
+	tk = &ticket_keys[ticket_nkeys++];
+	explicit_bzero(tk, sizeof(*tk));
+	tk->keyrev = ticket_rev++;
+	arc4random_buf(tk->key, sizeof(tk->key));
+	memcpy(tk->sid, ticket_sid, sizeof(tk->sid));
+}
+
+static void
+ticket_send(struct child *c, struct ticket_key *tk)
+{
+	imsgev_compose(&c->iev, IMSG_CTL_TICKET_KEY, 0, -1, tk, sizeof(*tk));
+}
+
+static void
+ticket_rotate(int fd, short event, void *arg)
+{
+	struct child	*c;
+
+	ticket_new();
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->kind == CHILD_IMAP)
+			ticket_send(c, &ticket_keys[1]);
+	log_debug("new session ticket key %u", ticket_keys[1].keyrev);
+	ticket_arm();
+}
+
+static void
+ticket_arm(void)
+{
+	struct server_conf	*sc;
+	struct timeval		 tv = { 0, 0 };
+
+	if (current != NULL)
+		TAILQ_FOREACH(sc, &current->conf->servers, entry)
+			if (sc->tls_npairs > 0 && sc->tls_session_tickets &&
+			    (tv.tv_sec == 0 ||
+			    sc->tls_session_timeout < tv.tv_sec))
+				tv.tv_sec = sc->tls_session_timeout;
+	if (tv.tv_sec == 0)
+		tv.tv_sec = 300;
+	evtimer_add(&ev_ticket, &tv);
+}
+
 static void
 parent_shutdown_check(void)
 {
@@ -768,10 +873,15 @@ parent_shutdown(void)
 {
 	struct generation	*gen;
 	struct timeval		 tv = { SHUTDOWN_GRACE_SEC, 0 };
+	unsigned int		 ms;
 
 	if (shutting_down) {
 		parent_shutdown_timeout(-1, 0, NULL);
 		return;
+	}
+	if (current != NULL && (ms = current->conf->shutdown_timeout_ms) > 0) {
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
 	}
 	log_info("draining: no new clients, %d sessions open",
 	    active_sessions());
@@ -907,6 +1017,7 @@ main(int argc, char *argv[])
 	evtimer_set(&ev_respawn, parent_respawn, NULL);
 
 	current = generation_new(conf);
+	ticket_init();
 	generation_fill(current);
 	sandbox_parent();
 

@@ -46,11 +46,34 @@
 #define TLS_CHUNK_MAX		(128 * 1024)	/* PEM bytes per imsg */
 #define TLS_PATH_MAX		1024	/* keeps struct server_conf small */
 
+/* ssl_verify_client; the CA files travel as certificate pairs past the last */
+#define CCERT_VERIFY_OFF	0
+#define CCERT_VERIFY_ON		1
+#define CCERT_VERIFY_OPTIONAL	2
+#define CCERT_VERIFY_NO_CA	3	/* optional_no_ca */
+#define CCERT_PAIR_CA		TLS_MAX_PAIRS		/* client_certificate */
+#define CCERT_PAIR_TRUSTED	(TLS_MAX_PAIRS + 1)	/* trusted_certificate */
+#define CCERT_FIELD_MAX		4096	/* subject or issuer, as text */
+
 enum starttls_mode {
 	STARTTLS_OFF = 0,
 	STARTTLS_ON,		/* offered */
 	STARTTLS_ONLY,		/* required before LOGIN and AUTHENTICATE */
 };
+
+/* proxy_ssl, and Auth-Proxy-SSL (there 0 means "as configured", else +1) */
+enum ptls_mode {
+	PTLS_OFF = 0,
+	PTLS_ON,		/* TLS from the first byte */
+	PTLS_STARTTLS,		/* plaintext greeting, then STARTTLS */
+};
+/* struct tls_pem.pair of the backend side's files, beyond the pairs */
+#define PTLS_PEM_CLIENT		0x100	/* proxy_ssl_certificate (+ _key) */
+#define PTLS_PEM_CA		0x101	/* proxy_ssl_trusted_certificate */
+/* ... and of auth_http's over https, for the auth process only */
+#define ATLS_PEM_CA		0x200	/* auth_http_trusted_certificate */
+#define ATLS_PEM_CLIENT		0x201	/* auth_http_certificate (+ _key) */
+#define ATLS_KEY_FLAG		0x1000	/* IMSG_CFG_AUTH_TLS: the key */
 
 enum isolation {
 	ISOLATION_CONNECTION = 0,	/* one worker process per client */
@@ -137,6 +160,25 @@ struct server_conf {
 	char				 tls_dhparams[16];	/* libtls keyword */
 	unsigned int			 tls_session_timeout;	/* seconds */
 	int				 tls_session_tickets;
+	/* client certificates (ccert_ in tls.c) */
+	int				 ccert_verify;	/* CCERT_VERIFY_* */
+	int				 ccert_depth;	/* ssl_verify_depth */
+	int				 ccert_pass_cert; /* Auth-SSL-Cert */
+	char				 ccert_ca_file[TLS_PATH_MAX];
+	char				 ccert_trusted_file[TLS_PATH_MAX];
+	/* TLS to the backend (ptls.c); PEM bytes as tls_pem, PTLS_PEM_* */
+	int				 proxy_ssl;	/* enum ptls_mode */
+	int				 proxy_ssl_verify;	/* on */
+	uint32_t			 proxy_ssl_protocols;
+	char				 proxy_ssl_ciphers[512];
+	char				 proxy_ssl_name[NAME_MAX_LEN];	/* "": addr */
+	char				 proxy_ssl_ca_file[TLS_PATH_MAX];
+	char				 proxy_ssl_cert_file[TLS_PATH_MAX];
+	char				 proxy_ssl_key_file[TLS_PATH_MAX];
+	/* auth_http over https (atls_ in parse.c, auth.c): ATLS_PEM_* */
+	char				 auth_tls_ca_file[TLS_PATH_MAX];
+	char				 auth_tls_cert_file[TLS_PATH_MAX];
+	char				 auth_tls_key_file[TLS_PATH_MAX];
 };
 TAILQ_HEAD(server_list, server_conf);
 
@@ -162,6 +204,7 @@ struct config {
 	unsigned int		 worker_connections;	/* 512 */
 	enum isolation		 isolation;
 	unsigned int		 spare_workers;	/* preforked idle workers (4) */
+	unsigned int		 shutdown_timeout_ms;	/* SIGTERM grace, 0: 10s */
 	char			 error_log[PATH_MAX];	/* "" = syslog */
 	int			 log_level;	/* LOG_ERR .. LOG_DEBUG */
 	char			 pid[PATH_MAX];
@@ -181,12 +224,16 @@ enum imsg_type {
 	IMSG_CFG_TLS_CERT,	/* struct tls_pem_chunk + bytes (imap only) */
 	IMSG_CFG_TLS_KEY,	/* struct tls_pem_chunk + bytes (imap only) */
 	IMSG_CFG_DONE,
+	IMSG_CFG_AUTH_TLS,	/* struct tls_pem_chunk + bytes (auth only):
+				   ATLS_PEM_*; the key is ATLS_PEM_CLIENT
+				   with pair | ATLS_KEY_FLAG */
 	/* parent -> children: control */
 	IMSG_CTL_AUTH_CHANNEL,	/* fd: one end of an imap<->auth pair;
 				   payload uint32_t worker id */
 	IMSG_CTL_ADMISSION,	/* parent -> imap: int, enum admission */
 	IMSG_CTL_DRAIN,		/* stop accepting, exit when idle */
 	IMSG_CTL_VERBOSE,	/* int: log verbosity */
+	IMSG_CTL_TICKET_KEY,	/* parent -> imap: struct ticket_key */
 	/* children -> parent */
 	IMSG_CTL_READY,		/* configured, serving */
 	IMSG_CTL_ACCEPTED,	/* imap: a client session started */
@@ -203,6 +250,19 @@ struct tls_pem_chunk {
 	uint32_t	 pair;		/* index of the certificate/key pair */
 	uint32_t	 total;		/* length of the whole file */
 	uint32_t	 offset;	/* of this piece */
+};
+
+/*
+ * IMSG_CTL_TICKET_KEY: a TLS session ticket key made by the parent, so
+ * that every worker decrypts every other worker's tickets.  The newest
+ * key encrypts, the one before still decrypts.
+ */
+#define TICKET_KEY_LEN		48	/* libtls: TLS_TICKET_KEY_SIZE */
+#define TICKET_SID_LEN		32	/* TLS_MAX_SESSION_ID_LENGTH */
+struct ticket_key {
+	uint32_t	 keyrev;
+	uint8_t		 key[TICKET_KEY_LEN];
+	uint8_t		 sid[TICKET_SID_LEN];	/* same in every key */
 };
 
 /*
@@ -240,6 +300,14 @@ struct auth_request {
 	uint32_t	 user_len;
 	uint32_t	 pass_len;
 	uint32_t	 salt_len;
+	/* client certificate (ssl_verify_client): empty = not sent */
+	char		 ssl_verify[128];	/* Auth-SSL-Verify */
+	char		 ssl_serial[128];	/* Auth-SSL-Serial */
+	char		 ssl_fingerprint[64];	/* Auth-SSL-Fingerprint */
+	/* tail after the salt: subject, issuer, then the escaped PEM */
+	uint32_t	 subject_len;
+	uint32_t	 issuer_len;
+	uint32_t	 cert_len;
 };
 
 #define AUTH_REQ_SSL	0x01	/* the client connection is TLS */
@@ -267,6 +335,8 @@ struct auth_result {
 	uint32_t	 user_len;
 	uint32_t	 pass_len;
 	uint32_t	 text_len;
+	uint32_t	 proxy_ssl;	/* Auth-Proxy-SSL: 0 unset, PTLS_* + 1 */
+	char		 proxy_ssl_name[NAME_MAX_LEN];	/* Auth-Proxy-SSL-Name */
 };
 
 /* a channel to a peer process, driven by libevent */
@@ -327,6 +397,8 @@ int		 sandbox_regress_try(const char *, char *, size_t);
 
 /* tls.c: the parent's check of a server's TLS setup */
 int		 ctls_check(struct config *);
+/* ptls.c: the parent's check of the backend TLS settings */
+int		 ptls_check(struct config *);
 
 /* auth.c */
 __attribute__((noreturn)) void auth_main(int, int, const char *);

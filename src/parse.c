@@ -81,7 +81,24 @@
 #define F_SSL_TICKETS		0x00800000
 #define F_SSL_SESS_CACHE	0x01000000
 
+/* bits of psrv.ptls_set: TLS to the backend */
+#define PTLS_F_MODE		0x01
+#define PTLS_F_VERIFY		0x02
+#define PTLS_F_CA		0x04
+#define PTLS_F_NAME		0x08
+#define PTLS_F_CERT		0x10
+#define PTLS_F_KEY		0x20
+#define PTLS_F_PROTOCOLS	0x40
+#define PTLS_F_CIPHERS		0x80
+
 /* bits of parser.mainset */
+/* bits of psrv.ccert_set: client certificate directives */
+#define CCERT_F_VERIFY		0x01
+#define CCERT_F_DEPTH		0x02
+#define CCERT_F_CA		0x04
+#define CCERT_F_TRUSTED		0x08
+#define CCERT_F_PASS		0x10
+
 #define M_USER			0x01
 #define M_WORKERS		0x02
 #define M_PID			0x04
@@ -90,6 +107,7 @@
 #define M_SPARE			0x20
 #define M_EVENTS		0x40
 #define M_MAIL			0x80
+#define M_SHUTDOWN		0x100
 
 enum token {
 	T_ERROR = -1,
@@ -115,6 +133,8 @@ struct psrv {
 	int			 nlisten;
 	int			 ncert;		/* ssl_certificate given */
 	int			 nkey;		/* ssl_certificate_key given */
+	unsigned int		 ccert_set;	/* CCERT_F_*: set here */
+	unsigned int		 ptls_set;	/* PTLS_F_*: set here */
 	const char		*file;
 	int			 line;
 };
@@ -142,6 +162,12 @@ struct directive {
 };
 
 static int	set_user(struct parser *, int, int, char **);
+static int	set_atls(struct parser *, int, int, char **);
+static void	atls_merge(struct psrv *, struct psrv *);
+static int	atls_finish(struct parser *, struct psrv *);
+static const char *atls_pem_path(struct psrv *, int, int);
+static int	sni_shared(struct config *, struct listen_conf *,
+		    struct listen_conf *);
 static int	set_workers(struct parser *, int, int, char **);
 static int	set_error_log(struct parser *, int, int, char **);
 static int	set_pid(struct parser *, int, int, char **);
@@ -149,6 +175,7 @@ static int	set_events(struct parser *, int, int, char **);
 static int	set_connections(struct parser *, int, int, char **);
 static int	set_isolation(struct parser *, int, int, char **);
 static int	set_spare(struct parser *, int, int, char **);
+static int	set_shutdown_timeout(struct parser *, int, int, char **);
 static int	set_include(struct parser *, int, int, char **);
 static int	set_ignore(struct parser *, int, int, char **);
 static int	set_mail(struct parser *, int, int, char **);
@@ -171,6 +198,14 @@ static int	set_ssl_protocols(struct parser *, int, int, char **);
 static int	set_ssl_string(struct parser *, int, int, char **);
 static int	set_ssl_dhparam(struct parser *, int, int, char **);
 static int	set_ssl_session(struct parser *, int, int, char **);
+static int	set_ccert(struct parser *, int, int, char **);
+static int	set_ptls(struct parser *, int, int, char **);
+static void	ptls_merge(struct psrv *, struct psrv *);
+static int	ptls_finish(struct parser *, struct psrv *);
+static const char *ptls_pem_path(struct psrv *, int, int);
+static void	ccert_merge(struct psrv *, struct psrv *);
+static int	ccert_finish(struct parser *, struct psrv *);
+static int	ccert_check(struct psrv *);
 static int	deny_tls(struct parser *, int, int, char **);
 static int	deny_ssl(struct parser *, int, int, char **);
 static int	deny_proto(struct parser *, int, int, char **);
@@ -188,6 +223,7 @@ static const struct directive directives[] = {
 	{ "mail",			C_MAIN,	0, 0,	D_BLOCK, set_mail },
 	{ "isolation",			C_MM,	1, 1,	0, set_isolation },
 	{ "spare_workers",		C_MM,	1, 1,	0, set_spare },
+	{ "shutdown_timeout",		C_MAIN,	1, 1,	0, set_shutdown_timeout },
 	{ "include",			C_ANY,	1, 1,	0, set_include },
 	/* nginx main directives that mean nothing here */
 	{ "daemon",			C_MAIN,	1, 1,	0, set_ignore },
@@ -208,7 +244,10 @@ static const struct directive directives[] = {
 	{ "auth_http",			C_MS,	1, 1,	0, set_auth_http },
 	{ "auth_http_header",		C_MS,	2, 2,	0, set_auth_header },
 	{ "auth_http_timeout",		C_MS,	1, 1,	0, set_timeout },
-	{ "auth_http_pass_client_cert",	C_MS,	1, 1,	0, set_flag },
+	{ "auth_http_pass_client_cert",	C_MS,	1, 1,	0, set_ccert },
+	{ "auth_http_trusted_certificate", C_MS, 1, 1,	0, set_atls },
+	{ "auth_http_certificate",	C_MS,	1, 1,	0, set_atls },
+	{ "auth_http_certificate_key",	C_MS,	1, 1,	0, set_atls },
 	{ "imap_auth",			C_MS,	1, -1,	0, set_imap_auth },
 	{ "imap_capabilities",		C_MS,	1, -1,	0, set_imap_caps },
 	{ "imap_client_buffer",		C_MS,	1, 1,	0, set_size },
@@ -233,7 +272,20 @@ static const struct directive directives[] = {
 	{ "ssl_session_timeout",	C_MS,	1, 1,	0, set_ssl_session },
 	{ "ssl_session_tickets",	C_MS,	1, 1,	0, set_ssl_session },
 	{ "ssl_session_cache",		C_MS,	1, -1,	0, set_ssl_session },
+	{ "ssl_verify_client",		C_MS,	1, 1,	0, set_ccert },
+	{ "ssl_verify_depth",		C_MS,	1, 1,	0, set_ccert },
+	{ "ssl_client_certificate",	C_MS,	1, 1,	0, set_ccert },
+	{ "ssl_trusted_certificate",	C_MS,	1, 1,	0, set_ccert },
 	{ "ssl_password_file",		C_ANY,	0, -1,	D_REFUSE, deny_ssl },
+	/* TLS to the backend */
+	{ "proxy_ssl",			C_MS,	1, 1,	0, set_ptls },
+	{ "proxy_ssl_verify",		C_MS,	1, 1,	0, set_ptls },
+	{ "proxy_ssl_trusted_certificate", C_MS, 1, 1,	0, set_ptls },
+	{ "proxy_ssl_name",		C_MS,	1, 1,	0, set_ptls },
+	{ "proxy_ssl_certificate",	C_MS,	1, 1,	0, set_ptls },
+	{ "proxy_ssl_certificate_key",	C_MS,	1, 1,	0, set_ptls },
+	{ "proxy_ssl_protocols",	C_MS,	1, -1,	0, set_ssl_protocols },
+	{ "proxy_ssl_ciphers",		C_MS,	1, 1,	0, set_ptls },
 	/* server only */
 	{ "listen",			C_SERVER, 1, -1, 0, set_listen },
 	{ "protocol",			C_SERVER, 1, 1,	0, set_protocol },
@@ -254,7 +306,6 @@ static const struct {
 	setter		 set;
 } prefixes[] = {
 	{ "ssl_",	deny_tls },
-	{ "proxy_ssl",	deny_tls },
 	{ "pop3_",	deny_proto },
 	{ "smtp_",	deny_proto },
 };
@@ -970,6 +1021,20 @@ set_spare(struct parser *p, int ctx, int argc, char **argv)
 	return (0);
 }
 
+/* ours: how long SIGTERM lets open sessions run before ending them */
+static int
+set_shutdown_timeout(struct parser *p, int ctx, int argc, char **argv)
+{
+	unsigned int	 ms;
+
+	if (mainonce(p, argv, M_SHUTDOWN) == -1)
+		return (-1);
+	if (parse_time(argv[1], &ms) == -1 || ms == 0)
+		return (badvalue(p, argv, argv[1]));
+	p->conf->shutdown_timeout_ms = ms;
+	return (0);
+}
+
 static int
 set_ignore(struct parser *p, int ctx, int argc, char **argv)
 {
@@ -1099,11 +1164,8 @@ set_flag(struct parser *p, int ctx, int argc, char **argv)
 		/* nginx parses it and never uses it */
 		bit = F_PROXY;
 		field = &unused;
-	} else {
-		/* auth_http_pass_client_cert: meaningful with TLS only */
-		bit = F_PASS_CLIENT_CERT;
-		field = &unused;
-	}
+	} else
+		fatalx("%s: %s", __func__, argv[0]);
 	if (levelonce(p, ctx, argv, bit) == -1 ||
 	    parse_flag(p, argv, &on) == -1)
 		return (-1);
@@ -1448,7 +1510,13 @@ set_ssl_protocols(struct parser *p, int ctx, int argc, char **argv)
 	size_t			 j, n = sizeof(protos) / sizeof(protos[0]);
 	int			 i;
 
-	if (levelonce(p, ctx, argv, F_SSL_PROTOCOLS) == -1)
+	if (strcmp(argv[0], "proxy_ssl_protocols") == 0) {
+		if (level(p, ctx)->ptls_set & PTLS_F_PROTOCOLS) {
+			perr(p, "\"%s\" directive is duplicate", argv[0]);
+			return (-1);
+		}
+		level(p, ctx)->ptls_set |= PTLS_F_PROTOCOLS;
+	} else if (levelonce(p, ctx, argv, F_SSL_PROTOCOLS) == -1)
 		return (-1);
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "SSLv2") == 0 ||
@@ -1463,7 +1531,10 @@ set_ssl_protocols(struct parser *p, int ctx, int argc, char **argv)
 			return (badvalue(p, argv, argv[i]));
 		mask |= protos[j].proto;
 	}
-	srv->tls_protocols = mask;
+	if (strcmp(argv[0], "proxy_ssl_protocols") == 0)
+		srv->proxy_ssl_protocols = mask;
+	else
+		srv->tls_protocols = mask;
 	return (0);
 }
 
@@ -1546,6 +1617,58 @@ set_ssl_session(struct parser *p, int ctx, int argc, char **argv)
 	ms /= 1000;
 	srv->tls_session_timeout = ms < 4 ? 4 : ms > 86400 ? 86400 : ms;
 	return (0);
+}
+
+/*
+ * Client certificates: ssl_verify_client, ssl_verify_depth,
+ * ssl_client_certificate, ssl_trusted_certificate and
+ * auth_http_pass_client_cert.  Set once per level, inherited.
+ */
+static int
+set_ccert(struct parser *p, int ctx, int argc, char **argv)
+{
+	static const char	*modes[] = { "off", "on", "optional",
+				    "optional_no_ca" };
+	struct psrv		*ps = level(p, ctx);
+	struct server_conf	*srv = ps->srv;
+	unsigned int		 bit;
+	long long		 n;
+	int			 i;
+
+	bit = strcmp(argv[0], "ssl_verify_client") == 0 ? CCERT_F_VERIFY :
+	    strcmp(argv[0], "ssl_verify_depth") == 0 ? CCERT_F_DEPTH :
+	    strcmp(argv[0], "ssl_client_certificate") == 0 ? CCERT_F_CA :
+	    strcmp(argv[0], "ssl_trusted_certificate") == 0 ?
+	    CCERT_F_TRUSTED : CCERT_F_PASS;
+	if (ps->ccert_set & bit) {
+		perr(p, "\"%s\" directive is duplicate", argv[0]);
+		return (-1);
+	}
+	ps->ccert_set |= bit;
+	switch (bit) {
+	case CCERT_F_VERIFY:
+		for (i = 0; i < 4; i++)
+			if (strcmp(argv[1], modes[i]) == 0) {
+				srv->ccert_verify = i;
+				return (0);
+			}
+		perr(p, "invalid value \"%s\" in \"%s\" directive, it must "
+		    "be \"on\", \"off\", \"optional\" or \"optional_no_ca\"",
+		    argv[1], argv[0]);
+		return (-1);
+	case CCERT_F_DEPTH:
+		if (parse_number(p, argv, 0, 100, &n) == -1)
+			return (-1);
+		srv->ccert_depth = n;
+		return (0);
+	case CCERT_F_CA:
+		return (ssl_path(p, argv[1], srv->ccert_ca_file, TLS_PATH_MAX));
+	case CCERT_F_TRUSTED:
+		return (ssl_path(p, argv[1], srv->ccert_trusted_file,
+		    TLS_PATH_MAX));
+	default:
+		return (parse_flag(p, argv, &srv->ccert_pass_cert));
+	}
 }
 
 /*
@@ -1739,12 +1862,7 @@ deny_tls(struct parser *p, int ctx, int argc, char **argv)
 		const char	*name;
 		const char	*what;
 	} later[] = {
-		{ "ssl_verify_client",		"with client certificates" },
-		{ "ssl_client_certificate",	"with client certificates" },
-		{ "ssl_verify_depth",		"with client certificates" },
-		{ "ssl_trusted_certificate",	"with client certificates" },
 		{ "ssl_crl",			"with client certificates" },
-		{ "proxy_ssl",			"to the backend" },
 	};
 	size_t	 i;
 
@@ -1859,6 +1977,7 @@ merge(struct psrv *mail, struct psrv *ps)
 		s->tls_session_timeout = m->tls_session_timeout;
 	if (inherit & F_SSL_TICKETS)
 		s->tls_session_tickets = m->tls_session_tickets;
+	ccert_merge(mail, ps);
 	/* certificates: all of mail's, only if the server names none */
 	if (ps->ncert == 0 && ps->nkey == 0) {
 		memcpy(s->tls_cert_file, m->tls_cert_file,
@@ -1880,11 +1999,39 @@ merge(struct psrv *mail, struct psrv *ps)
 	}
 }
 
+static void
+ccert_merge(struct psrv *mail, struct psrv *ps)
+{
+	struct server_conf	*m = mail->srv, *s = ps->srv;
+	unsigned int		 inherit = mail->ccert_set & ~ps->ccert_set;
+
+	if (inherit & CCERT_F_VERIFY)
+		s->ccert_verify = m->ccert_verify;
+	if (inherit & CCERT_F_DEPTH)
+		s->ccert_depth = m->ccert_depth;
+	if (inherit & CCERT_F_CA)
+		memcpy(s->ccert_ca_file, m->ccert_ca_file,
+		    sizeof(s->ccert_ca_file));
+	if (inherit & CCERT_F_TRUSTED)
+		memcpy(s->ccert_trusted_file, m->ccert_trusted_file,
+		    sizeof(s->ccert_trusted_file));
+	if (inherit & CCERT_F_PASS)
+		s->ccert_pass_cert = m->ccert_pass_cert;
+	ps->ccert_set |= inherit;
+}
+
 /* one certificate or key file into memory, for the imap workers */
 static int
 read_pem(struct parser *p, struct psrv *ps, int pair, int key)
 {
-	const char	*path = key ? ps->srv->tls_key_file[pair] :
+	const char	*path = atls_pem_path(ps, pair, key) != NULL ?
+			    atls_pem_path(ps, pair, key) :
+			    ptls_pem_path(ps, pair, key) != NULL ?
+			    ptls_pem_path(ps, pair, key) :
+			    pair == CCERT_PAIR_CA ? ps->srv->ccert_ca_file :
+			    pair == CCERT_PAIR_TRUSTED ?
+			    ps->srv->ccert_trusted_file : key ?
+			    ps->srv->tls_key_file[pair] :
 			    ps->srv->tls_cert_file[pair];
 	struct tls_pem	*pem;
 	struct stat	 st;
@@ -1946,6 +2093,8 @@ tls_finish(struct parser *p, struct psrv *ps)
 			ssl = lc;
 	if (ssl == NULL && srv->starttls == STARTTLS_OFF)
 		return (0);
+	if (ccert_check(ps) == -1)
+		return (-1);
 	if (ps->ncert == 0) {
 		if (ssl != NULL)
 			log_warnx("%s:%d: no \"ssl_certificate\" is defined "
@@ -1971,6 +2120,41 @@ tls_finish(struct parser *p, struct psrv *ps)
 	for (i = 0; i < srv->tls_npairs; i++)
 		if (read_pem(p, ps, i, 0) == -1 || read_pem(p, ps, i, 1) == -1)
 			return (-1);
+	return (ccert_finish(p, ps));
+}
+
+/* the CA lists of ssl_verify_client, read now for the imap workers */
+static int
+ccert_finish(struct parser *p, struct psrv *ps)
+{
+	struct server_conf	*srv = ps->srv;
+
+	if (srv->ccert_verify == CCERT_VERIFY_OFF)
+		return (0);
+	if (srv->ccert_ca_file[0] != '\0' &&
+	    read_pem(p, ps, CCERT_PAIR_CA, 0) == -1)
+		return (-1);
+	if (srv->ccert_trusted_file[0] != '\0' &&
+	    read_pem(p, ps, CCERT_PAIR_TRUSTED, 0) == -1)
+		return (-1);
+	return (0);
+}
+
+/* as nginx: verification needs a CA list, except optional_no_ca */
+static int
+ccert_check(struct psrv *ps)
+{
+	struct server_conf	*srv = ps->srv;
+
+	if (srv->ccert_verify != CCERT_VERIFY_OFF &&
+	    srv->ccert_verify != CCERT_VERIFY_NO_CA &&
+	    srv->ccert_ca_file[0] == '\0' &&
+	    srv->ccert_trusted_file[0] == '\0') {
+		log_warnx("%s:%d: no ssl_client_certificate or "
+		    "ssl_trusted_certificate for ssl_verify_client",
+		    ps->file, ps->line);
+		return (-1);
+	}
 	return (0);
 }
 
@@ -1986,6 +2170,12 @@ finish(struct parser *p, const char *file)
 	}
 	TAILQ_FOREACH(ps, &p->psrvs, entry) {
 		merge(&p->mail, ps);
+		ptls_merge(&p->mail, ps);
+		if (ptls_finish(p, ps) == -1)
+			return (-1);
+		atls_merge(&p->mail, ps);
+		if (atls_finish(p, ps) == -1)
+			return (-1);
 		if (ps->nlisten == 0) {
 			log_warnx("%s:%d: server has no \"listen\" directive",
 			    ps->file, ps->line);
@@ -2004,13 +2194,305 @@ finish(struct parser *p, const char *file)
 		    l = TAILQ_NEXT(l, entry))
 			if (strcmp(l->name, lc->name) == 0)
 				break;
-		if (l != lc) {
+		if (l != lc && sni_shared(p->conf, l, lc) == -1) {
 			log_warnx("%s:%d: duplicate \"%s\" address and port "
 			    "pair", lc->file, lc->line, lc->name);
 			return (-1);
 		}
 	}
 	return (0);
+}
+
+/*
+ * auth_http over https: the CA bundle that verifies the auth service
+ * and a client certificate for it.  The parent reads the files; only
+ * the auth process gets their bytes (IMSG_CFG_AUTH_TLS).
+ */
+static int
+set_atls(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct server_conf	*srv = level(p, ctx)->srv;
+	char			*dst;
+	size_t			 len = TLS_PATH_MAX;
+
+	if (strcmp(argv[0], "auth_http_trusted_certificate") == 0)
+		dst = srv->auth_tls_ca_file;
+	else if (strcmp(argv[0], "auth_http_certificate") == 0)
+		dst = srv->auth_tls_cert_file;
+	else
+		dst = srv->auth_tls_key_file;
+	if (dst[0] != '\0') {
+		perr(p, "\"%s\" directive is duplicate", argv[0]);
+		return (-1);
+	}
+	return (ssl_path(p, argv[1], dst, len));
+}
+
+static void
+atls_merge(struct psrv *mail, struct psrv *ps)
+{
+	struct server_conf	*m = mail->srv, *s = ps->srv;
+
+	if (s->auth_tls_ca_file[0] == '\0')
+		memcpy(s->auth_tls_ca_file, m->auth_tls_ca_file,
+		    sizeof(s->auth_tls_ca_file));
+	/* the certificate and its key go together */
+	if (s->auth_tls_cert_file[0] == '\0' &&
+	    s->auth_tls_key_file[0] == '\0') {
+		memcpy(s->auth_tls_cert_file, m->auth_tls_cert_file,
+		    sizeof(s->auth_tls_cert_file));
+		memcpy(s->auth_tls_key_file, m->auth_tls_key_file,
+		    sizeof(s->auth_tls_key_file));
+	}
+}
+
+static const char *
+atls_pem_path(struct psrv *ps, int pair, int key)
+{
+	if (pair == ATLS_PEM_CA)
+		return (ps->srv->auth_tls_ca_file);
+	if (pair == ATLS_PEM_CLIENT)
+		return (key ? ps->srv->auth_tls_key_file :
+		    ps->srv->auth_tls_cert_file);
+	return (NULL);
+}
+
+static int
+atls_finish(struct parser *p, struct psrv *ps)
+{
+	struct server_conf	*s = ps->srv;
+	int			 ca = s->auth_tls_ca_file[0] != '\0';
+	int			 cert = s->auth_tls_cert_file[0] != '\0';
+	int			 key = s->auth_tls_key_file[0] != '\0';
+
+	if (!ca && !cert && !key)
+		return (0);
+	if (cert != key) {
+		log_warnx("%s:%d: \"auth_http_certificate\" and "
+		    "\"auth_http_certificate_key\" go together",
+		    ps->file, ps->line);
+		return (-1);
+	}
+	/* a plain http service would silently ignore them */
+	if (!s->auth_http_set || !s->auth_http.https) {
+		log_warnx("%s:%d: \"auth_http_trusted_certificate\" and "
+		    "\"auth_http_certificate\" need an https auth_http",
+		    ps->file, ps->line);
+		return (-1);
+	}
+	if (ca && read_pem(p, ps, ATLS_PEM_CA, 0) == -1)
+		return (-1);
+	if (cert && (read_pem(p, ps, ATLS_PEM_CLIENT, 0) == -1 ||
+	    read_pem(p, ps, ATLS_PEM_CLIENT, 1) == -1))
+		return (-1);
+	return (0);
+}
+
+/*
+ * Beyond nginx: servers may share an address when the client's TLS
+ * server name (SNI) tells them apart, that is each has its own
+ * server_name and certificates, and all use TLS there the same way.
+ * The first server on the address is the default.
+ */
+static int
+sni_shared(struct config *conf, struct listen_conf *first,
+    struct listen_conf *lc)
+{
+	struct server_conf	*a, *b;
+	struct listen_conf	*l;
+
+	for (l = first; l != NULL; l = TAILQ_NEXT(l, entry)) {
+		if (l == lc)
+			return (0);
+		if (strcmp(l->name, lc->name) != 0)
+			continue;
+		a = config_server_byid(conf, l->server_id);
+		b = config_server_byid(conf, lc->server_id);
+		if (a == NULL || b == NULL || a == b ||
+		    !a->server_name_set || !b->server_name_set ||
+		    strcasecmp(a->server_name, b->server_name) == 0 ||
+		    a->tls_npairs == 0 || b->tls_npairs == 0 ||
+		    l->ssl != lc->ssl || (!lc->ssl &&
+		    (a->starttls == STARTTLS_OFF ||
+		    b->starttls == STARTTLS_OFF)))
+			return (-1);
+	}
+	return (0);
+}
+
+/*
+ * TLS to the backend: proxy_ssl_*.  The parent reads the CA bundle and
+ * the client certificate; the imap workers get the bytes in memory.
+ */
+
+static int
+set_ptls_mode(struct parser *p, struct server_conf *srv, char **argv)
+{
+	if (strcmp(argv[1], "on") == 0)
+		srv->proxy_ssl = PTLS_ON;
+	else if (strcmp(argv[1], "starttls") == 0)
+		srv->proxy_ssl = PTLS_STARTTLS;
+	else if (strcmp(argv[1], "off") == 0)
+		srv->proxy_ssl = PTLS_OFF;
+	else {
+		perr(p, "invalid value \"%s\" in \"%s\" directive, it must "
+		    "be \"on\", \"starttls\" or \"off\"", argv[1], argv[0]);
+		return (-1);
+	}
+	return (0);
+}
+
+/* proxy_ssl_ciphers: libtls says now whether it takes them */
+static int
+set_ptls_ciphers(struct parser *p, struct server_conf *srv, char **argv)
+{
+	struct tls_config	*tc;
+	int			 rv;
+
+	if ((tc = tls_config_new()) == NULL)
+		fatal("tls_config_new");
+	if ((rv = tls_config_set_ciphers(tc, argv[1])) == -1)
+		perr(p, "invalid value \"%s\" in \"%s\" directive: %s",
+		    argv[1], argv[0], tls_config_error(tc));
+	tls_config_free(tc);
+	if (rv == -1)
+		return (-1);
+	if (strlcpy(srv->proxy_ssl_ciphers, argv[1],
+	    sizeof(srv->proxy_ssl_ciphers)) >= sizeof(srv->proxy_ssl_ciphers))
+		return (badvalue(p, argv, argv[1]));
+	return (0);
+}
+
+static int
+set_ptls(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct psrv		*ps = level(p, ctx);
+	struct server_conf	*srv = ps->srv;
+	const char		*n = argv[0];
+	unsigned int		 bit;
+	size_t			 i;
+
+	bit = strcmp(n, "proxy_ssl") == 0 ? PTLS_F_MODE :
+	    strcmp(n, "proxy_ssl_verify") == 0 ? PTLS_F_VERIFY :
+	    strcmp(n, "proxy_ssl_trusted_certificate") == 0 ? PTLS_F_CA :
+	    strcmp(n, "proxy_ssl_name") == 0 ? PTLS_F_NAME :
+	    strcmp(n, "proxy_ssl_certificate") == 0 ? PTLS_F_CERT :
+	    strcmp(n, "proxy_ssl_certificate_key") == 0 ? PTLS_F_KEY :
+	    PTLS_F_CIPHERS;
+	if (ps->ptls_set & bit) {
+		perr(p, "\"%s\" directive is duplicate", n);
+		return (-1);
+	}
+	ps->ptls_set |= bit;
+	switch (bit) {
+	case PTLS_F_MODE:
+		return (set_ptls_mode(p, srv, argv));
+	case PTLS_F_VERIFY:
+		return (parse_flag(p, argv, &srv->proxy_ssl_verify));
+	case PTLS_F_CA:
+		return (ssl_path(p, argv[1], srv->proxy_ssl_ca_file,
+		    sizeof(srv->proxy_ssl_ca_file)));
+	case PTLS_F_CERT:
+		return (ssl_path(p, argv[1], srv->proxy_ssl_cert_file,
+		    sizeof(srv->proxy_ssl_cert_file)));
+	case PTLS_F_KEY:
+		return (ssl_path(p, argv[1], srv->proxy_ssl_key_file,
+		    sizeof(srv->proxy_ssl_key_file)));
+	case PTLS_F_CIPHERS:
+		return (set_ptls_ciphers(p, srv, argv));
+	}
+	/* proxy_ssl_name: a host name or an address, sent as SNI */
+	for (i = 0; argv[1][i] != '\0'; i++)
+		if (!isalnum((unsigned char)argv[1][i]) &&
+		    strchr("-._:", argv[1][i]) == NULL)
+			return (badvalue(p, argv, argv[1]));
+	if (i == 0 || strlcpy(srv->proxy_ssl_name, argv[1],
+	    sizeof(srv->proxy_ssl_name)) >= sizeof(srv->proxy_ssl_name))
+		return (badvalue(p, argv, argv[1]));
+	return (0);
+}
+
+/* what a server did not set comes from mail{}, as for the others */
+static void
+ptls_merge(struct psrv *mail, struct psrv *ps)
+{
+	struct server_conf	*m = mail->srv, *s = ps->srv;
+	unsigned int		 inherit = mail->ptls_set & ~ps->ptls_set;
+
+	if (inherit & PTLS_F_MODE)
+		s->proxy_ssl = m->proxy_ssl;
+	if (inherit & PTLS_F_VERIFY)
+		s->proxy_ssl_verify = m->proxy_ssl_verify;
+	if (inherit & PTLS_F_PROTOCOLS)
+		s->proxy_ssl_protocols = m->proxy_ssl_protocols;
+	if (inherit & PTLS_F_CIPHERS)
+		memcpy(s->proxy_ssl_ciphers, m->proxy_ssl_ciphers,
+		    sizeof(s->proxy_ssl_ciphers));
+	if (inherit & PTLS_F_NAME)
+		memcpy(s->proxy_ssl_name, m->proxy_ssl_name,
+		    sizeof(s->proxy_ssl_name));
+	if (inherit & PTLS_F_CA)
+		memcpy(s->proxy_ssl_ca_file, m->proxy_ssl_ca_file,
+		    sizeof(s->proxy_ssl_ca_file));
+	/* the client certificate and its key go together */
+	if ((ps->ptls_set & (PTLS_F_CERT | PTLS_F_KEY)) == 0) {
+		memcpy(s->proxy_ssl_cert_file, m->proxy_ssl_cert_file,
+		    sizeof(s->proxy_ssl_cert_file));
+		memcpy(s->proxy_ssl_key_file, m->proxy_ssl_key_file,
+		    sizeof(s->proxy_ssl_key_file));
+	}
+}
+
+static const char *
+ptls_pem_path(struct psrv *ps, int pair, int key)
+{
+	if (pair == PTLS_PEM_CA)
+		return (ps->srv->proxy_ssl_ca_file);
+	if (pair == PTLS_PEM_CLIENT)
+		return (key ? ps->srv->proxy_ssl_key_file :
+		    ps->srv->proxy_ssl_cert_file);
+	return (NULL);
+}
+
+/*
+ * The files are read when TLS to the backend may be used: proxy_ssl
+ * on, or an auth service that can turn it on per user
+ * (Auth-Proxy-SSL).  The system's CA bundle is read for proxy_ssl on
+ * only: every worker would get a copy, for nothing most of the time.
+ */
+static int
+ptls_finish(struct parser *p, struct psrv *ps)
+{
+	struct server_conf	*srv = ps->srv;
+	const char		*ca;
+	int			 cert, key;
+
+	if (srv->proxy_ssl == PTLS_OFF && !srv->auth_http_set)
+		return (0);
+	cert = srv->proxy_ssl_cert_file[0] != '\0';
+	key = srv->proxy_ssl_key_file[0] != '\0';
+	if (cert != key) {
+		log_warnx("%s:%d: \"proxy_ssl_certificate\" and "
+		    "\"proxy_ssl_certificate_key\" go together", ps->file,
+		    ps->line);
+		return (-1);
+	}
+	if (cert && (read_pem(p, ps, PTLS_PEM_CLIENT, 0) == -1 ||
+	    read_pem(p, ps, PTLS_PEM_CLIENT, 1) == -1))
+		return (-1);
+	if (!srv->proxy_ssl_verify)
+		return (0);
+	if (srv->proxy_ssl_ca_file[0] != '\0')
+		return (read_pem(p, ps, PTLS_PEM_CA, 0));
+	if (srv->proxy_ssl == PTLS_OFF)
+		return (0);
+	ca = tls_default_ca_cert_file();
+	if (strlcpy(srv->proxy_ssl_ca_file, ca,
+	    sizeof(srv->proxy_ssl_ca_file)) >= sizeof(srv->proxy_ssl_ca_file)) {
+		log_warnx("%s: path too long", ca);
+		return (-1);
+	}
+	return (read_pem(p, ps, PTLS_PEM_CA, 0));
 }
 
 static void

@@ -50,6 +50,14 @@ static int	login_ok(struct session *, const char *, size_t);
 static int	login_rejected(struct session *, const char *, size_t);
 static int	backend_flush(struct session *);
 static int	relay_backend_read(struct session *);
+static ssize_t	backend_read(struct session *, void *, size_t);
+static ssize_t	backend_write(struct session *, const void *, size_t);
+static void	backend_tls_name(struct session *, const struct sockaddr *,
+		    socklen_t);
+static int	backend_tls_start(struct session *);
+static void	backend_tls_step(struct session *);
+static int	backend_starttls(struct session *);
+static int	backend_starttls_line(struct session *, const char *, size_t);
 
 int
 proxy_connect(struct session *s, const struct sockaddr *sa, socklen_t salen,
@@ -74,6 +82,7 @@ proxy_connect(struct session *s, const struct sockaddr *sa, socklen_t salen,
 	s->bcaps = 0;
 	s->state = S_BACKEND_CONNECT;
 	sockaddr_str(sa, s->backend, sizeof(s->backend));
+	backend_tls_name(s, sa, salen);
 	/* one limit for connect, greeting and login together */
 	session_timer(s, s->conf->timeout_ms);
 	if (iobuf_alloc(&s->b2c, s->conf->proxy_buffer) == -1)
@@ -101,6 +110,8 @@ proxy_connect(struct session *s, const struct sockaddr *sa, socklen_t salen,
 void
 proxy_close_backend(struct session *s)
 {
+	ptls_free(s);
+	s->bstarttls = 0;
 	if (s->bfd != -1) {
 		event_del(&s->ev_bread);
 		event_del(&s->ev_bwrite);
@@ -153,6 +164,16 @@ proxy_backend_write(int fd, short event, void *arg)
 	socklen_t	 len = sizeof(int);
 	int		 err = 0;
 
+	if (s->btls_state == TLSS_HANDSHAKE) {
+		backend_tls_step(s);
+		return;
+	}
+	/* a TLS read that waited for this event */
+	if (s->btls_rwantw) {
+		s->btls_rwantw = 0;
+		proxy_backend_read(fd, EV_READ, s);
+		return;
+	}
 	switch (s->state) {
 	case S_BACKEND_CONNECT:
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
@@ -163,6 +184,9 @@ proxy_backend_write(int fd, short event, void *arg)
 			return;
 		}
 		s->state = S_BACKEND_GREETING;
+		/* proxy_ssl on: the greeting comes over TLS */
+		if (s->bssl == PTLS_ON && backend_tls_start(s) == -1)
+			return;
 		break;
 	case S_BACKEND_LOGIN:
 		if (login_write(s) == -1)
@@ -185,6 +209,19 @@ proxy_backend_read(int fd, short event, void *arg)
 	size_t		 room;
 	ssize_t		 n;
 
+	if (s->btls_state == TLSS_HANDSHAKE) {
+		backend_tls_step(s);
+		return;
+	}
+	/* a TLS write that waited for this event goes first */
+	if (s->btls_wwantr) {
+		s->btls_wwantr = 0;
+		if (s->state == S_BACKEND_LOGIN && login_write(s) == -1)
+			return;
+		if (s->state == S_RELAY && (backend_flush(s) == -1 ||
+		    proxy_relay_check(s) == -1))
+			return;
+	}
 	if (s->state == S_RELAY) {
 		if (relay_backend_read(s) != -1)
 			session_update(s);
@@ -194,10 +231,12 @@ proxy_backend_read(int fd, short event, void *arg)
 		session_update(s);
 		return;
 	}
-	if ((n = read(fd, s->b2c.data + s->b2c.len, room)) == -1) {
+	if ((n = backend_read(s, s->b2c.data + s->b2c.len, room)) == -1) {
 		if (errno != EAGAIN && errno != EINTR)
 			backend_fail(s, "backend %s: read: %s", s->backend,
 			    strerror(errno));
+		else
+			session_update(s);	/* TLS may wait for POLLOUT */
 		return;
 	}
 	if (n == 0) {
@@ -259,6 +298,8 @@ backend_greeting(struct session *s, const char *line, size_t len)
 		return (backend_fail(s, "backend greeting: %.*s",
 		    linelen(line, len), line));
 	backend_caps(s, line);
+	if (s->bssl == PTLS_STARTTLS && s->btls == NULL)
+		return (backend_starttls(s));
 	if (login_build(s) == -1)
 		return (-1);
 	s->state = S_BACKEND_LOGIN;
@@ -277,6 +318,7 @@ backend_caps(struct session *s, const char *line)
 		{ "AUTH=PLAIN",	BCAP_AUTH_PLAIN },
 		{ "LITERAL+",	BCAP_LITERALPLUS },
 		{ "ID",		BCAP_ID },
+		{ "STARTTLS",	BCAP_STARTTLS },
 	};
 	const char	*p, *end;
 	size_t		 n, i;
@@ -286,6 +328,7 @@ backend_caps(struct session *s, const char *line)
 	p += strlen("[CAPABILITY ");
 	if ((end = strchr(p, ']')) == NULL)
 		return;
+	s->bcaps |= BCAP_LISTED;
 	while (p < end) {
 		n = strcspn(p, " ]");
 		for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
@@ -434,7 +477,8 @@ login_write(struct session *s)
 
 	while (proxy_login_pending(s)) {
 		end = s->login_seg[s->login_cur];
-		if ((n = write(s->bfd, b->data + b->off, end - b->off)) == -1) {
+		if ((n = backend_write(s, b->data + b->off,
+		    end - b->off)) == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				return (0);
 			return (backend_fail(s, "backend %s: write: %s",
@@ -442,7 +486,7 @@ login_write(struct session *s)
 		}
 		b->off += n;
 	}
-	if (b->data != NULL && b->off == b->len)
+	if (b->data != NULL && b->off == b->len && !s->bstarttls)
 		session_wipe_creds(s);
 	return (0);
 }
@@ -461,6 +505,8 @@ backend_login_line(struct session *s, const char *line, size_t len)
 {
 	const char	*st;
 
+	if (s->bstarttls)
+		return (backend_starttls_line(s, line, len));
 	if (line[0] == '+') {
 		/* go on with the next synchronising literal */
 		if (s->login.data == NULL || s->login_cur + 1 >= s->login_nseg)
@@ -581,7 +627,7 @@ relay_backend_read(struct session *s)
 
 	if ((room = iobuf_room(&s->b2c)) == 0)
 		return (0);
-	if ((n = read(s->bfd, s->b2c.data + s->b2c.len, room)) == -1) {
+	if ((n = backend_read(s, s->b2c.data + s->b2c.len, room)) == -1) {
 		if (errno == EAGAIN || errno == EINTR)
 			return (0);
 		session_close(s, "backend closed");
@@ -606,7 +652,7 @@ backend_flush(struct session *s)
 	ssize_t	 n;
 
 	while (IOBUF_LEN(&s->c2b) > 0) {
-		n = write(s->bfd, IOBUF_DATA(&s->c2b), IOBUF_LEN(&s->c2b));
+		n = backend_write(s, IOBUF_DATA(&s->c2b), IOBUF_LEN(&s->c2b));
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
@@ -632,8 +678,16 @@ int
 proxy_relay_check(struct session *s)
 {
 	if (s->client_eof && !s->backend_shut && IOBUF_LEN(&s->c2b) == 0) {
-		shutdown(s->bfd, SHUT_WR);
 		s->backend_shut = 1;
+		/*
+		 * Over TLS a close_notify makes a backend (Dovecot) drop
+		 * what it still had to answer, LOGOUT's BYE included: the
+		 * backend closes by itself, or `timeout` ends the session.
+		 */
+		if (s->btls != NULL)
+			session_timer(s, s->conf->timeout_ms);
+		else
+			shutdown(s->bfd, SHUT_WR);
 	}
 	if (s->backend_eof && IOBUF_LEN(&s->b2c) == 0 &&
 	    IOBUF_LEN(&s->out) == 0) {
@@ -642,4 +696,146 @@ proxy_relay_check(struct session *s)
 		return (-1);
 	}
 	return (0);
+}
+
+/*
+ * TLS to the backend (proxy_ssl, Auth-Proxy-SSL).  Every backend byte
+ * passes through backend_read() and backend_write(); libtls is in
+ * ptls.c.
+ */
+
+static ssize_t
+backend_read(struct session *s, void *buf, size_t len)
+{
+	if (s->btls != NULL)
+		return (ptls_read(s, buf, len));
+	return (read(s->bfd, buf, len));
+}
+
+static ssize_t
+backend_write(struct session *s, const void *buf, size_t len)
+{
+	if (s->btls != NULL)
+		return (ptls_write(s, buf, len));
+	return (write(s->bfd, buf, len));
+}
+
+/*
+ * This login's mode and the name to verify and send as SNI: the auth
+ * service's, else proxy_ssl_name, else the address (an IP literal must
+ * then be in the certificate's subjectAltName).
+ */
+static void
+backend_tls_name(struct session *s, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	s->bssl = s->bssl_auth > 0 && s->bssl_auth <= PTLS_STARTTLS + 1 ?
+	    s->bssl_auth - 1 : s->conf->proxy_ssl;
+	s->bstarttls = 0;
+	if (s->bssl_auth_name[0] != '\0')
+		strlcpy(s->bssl_name, s->bssl_auth_name, sizeof(s->bssl_name));
+	else if (s->conf->proxy_ssl_name[0] != '\0')
+		strlcpy(s->bssl_name, s->conf->proxy_ssl_name,
+		    sizeof(s->bssl_name));
+	else if (getnameinfo(sa, salen, s->bssl_name, sizeof(s->bssl_name),
+	    NULL, 0, NI_NUMERICHOST) != 0)
+		s->bssl_name[0] = '\0';
+}
+
+static int
+backend_tls_start(struct session *s)
+{
+	if (ptls_start(s) == -1)
+		return (backend_fail(s, "backend %s: tls setup failed",
+		    s->backend));
+	session_update(s);
+	return (0);
+}
+
+/* one step of the handshake, driven by the backend socket's events */
+static void
+backend_tls_step(struct session *s)
+{
+	char	 why[200];
+	int	 r;
+
+	if ((r = ptls_handshake(s, why, sizeof(why))) == -1) {
+		backend_fail(s, "backend %s: tls handshake failed: %s",
+		    s->backend, why);
+		return;
+	}
+	if (r == 1 && s->bstarttls) {
+		/*
+		 * What the backend said before TLS is not to be trusted:
+		 * log in without its capabilities, with LOGIN.
+		 */
+		s->bstarttls = 0;
+		s->bcaps = 0;
+		if (login_build(s) == -1)
+			return;
+		s->state = S_BACKEND_LOGIN;
+		if (login_write(s) == -1)
+			return;
+	}
+	session_update(s);
+}
+
+/* proxy_ssl starttls: the greeting was read in the clear */
+static int
+backend_starttls(struct session *s)
+{
+	struct iobuf	*b = &s->login;
+
+	if ((s->bcaps & BCAP_LISTED) && !(s->bcaps & BCAP_STARTTLS))
+		return (backend_fail(s, "backend %s: no STARTTLS in its "
+		    "capabilities", s->backend));
+	iobuf_free(b);
+	login_add(b, "%s.tls STARTTLS\r\n", s->tag);
+	if (b->data == NULL)
+		return (backend_fail(s, "backend %s: out of memory",
+		    s->backend));
+	s->login_seg[0] = b->len;
+	s->login_nseg = 1;
+	s->login_cur = 0;
+	s->bstarttls = 1;
+	s->state = S_BACKEND_LOGIN;
+	return (login_write(s));
+}
+
+/* the reply to our STARTTLS; then the handshake */
+static int
+backend_starttls_line(struct session *s, const char *line, size_t len)
+{
+	const char	*st;
+
+	if (len > 2 && line[0] == '*' && line[1] == ' ')
+		return (0);	/* not for the client: it is pre-TLS */
+	if (!tag_match(line, len, s->tag, ".tls "))
+		return (backend_fail(s, "backend %s: unexpected reply: %.*s",
+		    s->backend, linelen(line, len), line));
+	st = line + strlen(s->tag) + strlen(".tls ");
+	if (strncasecmp(st, "OK", 2) != 0 || (st[2] != ' ' && st[2] != '\r' &&
+	    st[2] != '\n'))
+		return (backend_fail(s, "backend %s: STARTTLS refused: %.*s",
+		    s->backend, linelen(line, len), line));
+	/* bytes after the OK were sent in the clear: an injection */
+	if (IOBUF_LEN(&s->b2c) > 0)
+		return (backend_fail(s, "backend %s: data after STARTTLS",
+		    s->backend));
+	iobuf_free(&s->login);
+	s->state = S_BACKEND_GREETING;
+	return (backend_tls_start(s));
+}
+
+/* session_update(): which backend events TLS needs on top of the data's */
+void
+proxy_events(struct session *s, int *br, int *bw)
+{
+	if (s->btls_state == TLSS_HANDSHAKE) {
+		*br = s->btls_want == CTLS_WANT_READ;
+		*bw = s->btls_want == CTLS_WANT_WRITE;
+		return;
+	}
+	*br = *br || s->btls_wwantr;
+	*bw = *bw || s->btls_rwantw;
 }

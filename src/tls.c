@@ -42,6 +42,23 @@ static struct tls_config *ctls_config(struct config *, struct server_conf *);
 static int	ctls_keypairs(struct tls_config *, struct config *,
 		    struct server_conf *);
 static struct tls_pem *ctls_pem(struct config *, uint32_t, uint32_t, int);
+static int	ctls_pairs(struct tls_config *, struct config *,
+		    struct server_conf *, int);
+static int	ticket_config(struct tls_config *, struct server_conf *);
+static void	ticket_keep(struct tls_config *);
+
+/*
+ * Session tickets.  The parent makes the keys and sends them to every
+ * worker (IMSG_CTL_TICKET_KEY), so a ticket one worker issued resumes
+ * in any other.  A worker holds the newest keys, oldest first, and
+ * the libtls configurations that use them, to add the keys that come
+ * later; the contexts keep those configurations alive.
+ */
+#define TICKET_KEYS_MAX		2
+static struct ticket_key	 ticket_keys[TICKET_KEYS_MAX];
+static int			 ticket_nkeys;
+static struct tls_config	**ticket_cfgs;
+static size_t			 ticket_ncfgs;
 
 static struct tls_pem *
 ctls_pem(struct config *conf, uint32_t id, uint32_t pair, int key)
@@ -63,6 +80,40 @@ static int
 ctls_keypairs(struct tls_config *tc, struct config *conf,
     struct server_conf *sc)
 {
+	struct server_conf	*o;
+
+	if (ctls_pairs(tc, conf, sc, 0) == -1)
+		return (-1);
+	/* servers told apart by SNI on one address: all their pairs */
+	TAILQ_FOREACH(o, &conf->servers, entry)
+		if (o != sc && sni_sibling(conf, sc, o) &&
+		    ctls_pairs(tc, conf, o, 1) == -1)
+			return (-1);
+	return (0);
+}
+
+/* whether a and b share a listen address (parse.c allowed it for SNI) */
+int
+sni_sibling(struct config *conf, struct server_conf *a,
+    struct server_conf *b)
+{
+	struct listen_conf	*la, *lb;
+
+	TAILQ_FOREACH(la, &conf->listens, entry) {
+		if (la->server_id != a->id)
+			continue;
+		TAILQ_FOREACH(lb, &conf->listens, entry)
+			if (lb->server_id == b->id &&
+			    strcmp(la->name, lb->name) == 0)
+				return (1);
+	}
+	return (0);
+}
+
+static int
+ctls_pairs(struct tls_config *tc, struct config *conf,
+    struct server_conf *sc, int add)
+{
 	struct tls_pem	*cert, *key;
 	int		 i, rv;
 
@@ -74,7 +125,7 @@ ctls_keypairs(struct tls_config *tc, struct config *conf,
 			    sc->tls_cert_file[i]);
 			return (-1);
 		}
-		if (i == 0)
+		if (i == 0 && !add)
 			rv = tls_config_set_keypair_mem(tc, cert->data,
 			    cert->len, key->data, key->len);
 		else
@@ -95,7 +146,6 @@ static struct tls_config *
 ctls_config(struct config *conf, struct server_conf *sc)
 {
 	struct tls_config	*tc;
-	unsigned char		 sid[TLS_MAX_SESSION_ID_LENGTH];
 	const char		*what;
 
 	if ((tc = tls_config_new()) == NULL)
@@ -117,17 +167,19 @@ ctls_config(struct config *conf, struct server_conf *sc)
 	what = "ssl_dhparam";
 	if (tls_config_set_dheparams(tc, sc->tls_dhparams) == -1)
 		goto fail;
-	/* resumption is by tickets; their keys are this process's own */
-	arc4random_buf(sid, sizeof(sid));
+	/* resumption is by tickets, whose keys come from the parent */
 	what = "ssl_session_timeout";
-	if (tls_config_set_session_id(tc, sid, sizeof(sid)) == -1 ||
-	    tls_config_set_session_lifetime(tc, sc->tls_session_tickets ?
-	    (int)sc->tls_session_timeout : 0) == -1)
+	if (ticket_config(tc, sc) == -1)
 		goto fail;
 	/* ALPACA: a client that says which protocol it speaks says imap */
 	what = "alpn";
 	if (tls_config_set_alpn(tc, "imap") == -1)
 		goto fail;
+	/* ssl_verify_client: libcrypto verifies after the handshake */
+	if (ccert_config(tc, conf, sc) == -1) {
+		tls_config_free(tc);
+		return (NULL);
+	}
 	if (ctls_keypairs(tc, conf, sc) == -1) {
 		tls_config_free(tc);
 		return (NULL);
@@ -159,8 +211,82 @@ ctls_server(struct config *conf, struct server_conf *sc)
 	}
 	/* the context holds what it needs; libtls's copies go now */
 	tls_config_clear_keys(tc);
+	if (ctx != NULL && sc->tls_session_tickets && ticket_nkeys > 0)
+		ticket_keep(tc);
 	tls_config_free(tc);
 	return (ctx);
+}
+
+/*
+ * The session id context must be the same in every worker, or a
+ * client's session is refused where it did not start; one per server.
+ * Without keys from the parent (its own check) anything will do.
+ */
+static int
+ticket_config(struct tls_config *tc, struct server_conf *sc)
+{
+	struct ticket_key	*tk;
+	unsigned char		 sid[TLS_MAX_SESSION_ID_LENGTH];
+	uint32_t		 id = sc->id;
+	int			 i;
+
+	if (ticket_nkeys > 0)
+		memcpy(sid, ticket_keys[0].sid, sizeof(sid));
+	else
+		arc4random_buf(sid, sizeof(sid));
+	for (i = 0; i < (int)sizeof(id); i++)
+		sid[i] ^= (id >> (8 * i)) & 0xff;
+	if (tls_config_set_session_id(tc, sid, sizeof(sid)) == -1 ||
+	    tls_config_set_session_lifetime(tc, sc->tls_session_tickets ?
+	    (int)sc->tls_session_timeout : 0) == -1)
+		return (-1);
+	explicit_bzero(sid, sizeof(sid));
+	if (!sc->tls_session_tickets)
+		return (0);
+	for (i = 0; i < ticket_nkeys; i++) {
+		tk = &ticket_keys[i];
+		if (tls_config_add_ticket_key(tc, tk->keyrev, tk->key,
+		    sizeof(tk->key)) == -1)
+			return (-1);
+	}
+	return (0);
+}
+
+static void
+ticket_keep(struct tls_config *tc)
+{
+	struct tls_config	**p;
+
+	if ((p = reallocarray(ticket_cfgs, ticket_ncfgs + 1,
+	    sizeof(*p))) == NULL)
+		fatal(__func__);
+	ticket_cfgs = p;
+	ticket_cfgs[ticket_ncfgs++] = tc;
+}
+
+/* a new key from the parent: it encrypts from now on, the last decrypts */
+void
+ctls_ticket_key(struct imsg *imsg)
+{
+	struct ticket_key	 tk;
+	size_t			 i;
+
+	if (imsg_get_data(imsg, &tk, sizeof(tk)) == -1)
+		fatal("IMSG_CTL_TICKET_KEY");
+	if (ticket_nkeys == TICKET_KEYS_MAX) {
+		memmove(&ticket_keys[0], &ticket_keys[1],
+		    sizeof(ticket_keys) - sizeof(ticket_keys[0]));
+		ticket_nkeys--;
+	}
+	ticket_keys[ticket_nkeys++] = tk;
+	for (i = 0; i < ticket_ncfgs; i++)
+		if (tls_config_add_ticket_key(ticket_cfgs[i], tk.keyrev,
+		    tk.key, sizeof(tk.key)) == -1)
+			log_warnx("ticket key %u: %s", tk.keyrev,
+			    tls_config_error(ticket_cfgs[i]));
+	log_debug("ticket key %u", tk.keyrev);
+	explicit_bzero(&tk, sizeof(tk));
+	explicit_bzero(imsg->data, imsg_get_len(imsg));
 }
 
 /* once configured, a worker keeps no key bytes of its own */
@@ -194,7 +320,7 @@ ctls_check(struct config *conf)
 			return (-1);
 		tls_free(ctx);
 	}
-	return (0);
+	return (ptls_check(conf));
 }
 
 /*
@@ -244,10 +370,10 @@ ctls_handshake(struct session *s)
 	s->tls_want = 0;
 	/* application data may already wait inside libtls */
 	s->tls_more = 1;
-	log_debug("tls client=%s version=%s cipher=%s alpn=%s", s->client,
-	    tls_conn_version(s->tls), tls_conn_cipher(s->tls),
+	log_debug("tls client=%s version=%s cipher=%s alpn=%s resumed=%s",
+	    s->client, tls_conn_version(s->tls), tls_conn_cipher(s->tls),
 	    tls_conn_alpn_selected(s->tls) ? tls_conn_alpn_selected(s->tls) :
-	    "-");
+	    "-", tls_conn_session_resumed(s->tls) ? "yes" : "no");
 	return (1);
 }
 
@@ -323,6 +449,13 @@ ctls_free(struct session *s)
 	s->tls = NULL;
 }
 
+/* the name the client asked for (SNI), NULL if none */
+const char *
+ctls_servername(struct session *s)
+{
+	return (s->tls != NULL ? tls_conn_servername(s->tls) : NULL);
+}
+
 /* for Auth-SSL-Protocol and Auth-SSL-Cipher */
 void
 ctls_info(struct session *s, char *proto, size_t plen, char *cipher,
@@ -335,3 +468,53 @@ ctls_info(struct session *s, char *proto, size_t plen, char *cipher,
 	strlcpy(proto, v != NULL ? v : "", plen);
 	strlcpy(cipher, c != NULL ? c : "", clen);
 }
+
+#if defined(__linux__) && !defined(__OpenBSD__)
+/*
+ * libretls (libtls on OpenSSL, Linux) returns 0 from its ticket key
+ * callback when it made a ticket, which LibreSSL takes for success but
+ * OpenSSL 1.1.1 and later for "issue an empty ticket": no session ever
+ * resumes.  The callback is set through SSL_CTX_callback_ctrl(), so the
+ * one here stands in for OpenSSL's, wraps that callback and passes
+ * everything on.  A libtls built on LibreSSL never goes through this.
+ */
+#include <dlfcn.h>
+#include <openssl/opensslv.h>
+
+#ifndef LIBRESSL_VERSION_NUMBER
+#include <openssl/ssl.h>
+
+typedef int	(*ticket_cb_t)(SSL *, unsigned char *, unsigned char *,
+		    EVP_CIPHER_CTX *, HMAC_CTX *, int);
+typedef long	(*callback_ctrl_t)(SSL_CTX *, int, void (*)(void));
+
+static ticket_cb_t	 ticket_cb_libtls;
+
+static int
+ticket_cb_fix(SSL *ssl, unsigned char *name, unsigned char *iv,
+    EVP_CIPHER_CTX *cctx, HMAC_CTX *hctx, int enc)
+{
+	int	 r;
+
+	r = ticket_cb_libtls(ssl, name, iv, cctx, hctx, enc);
+	/* encrypting, libtls's 0 is a ticket made */
+	return (enc && r == 0 ? 1 : r);
+}
+
+long
+SSL_CTX_callback_ctrl(SSL_CTX *ctx, int cmd, void (*fp)(void))
+{
+	static callback_ctrl_t	 real;
+
+	if (real == NULL && (real = (callback_ctrl_t)dlsym(RTLD_NEXT,
+	    "SSL_CTX_callback_ctrl")) == NULL)
+		fatalx("SSL_CTX_callback_ctrl: %s", dlerror());
+	if (cmd == SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB && fp != NULL &&
+	    OpenSSL_version_num() >= 0x10101000L) {
+		ticket_cb_libtls = (ticket_cb_t)fp;
+		fp = (void (*)(void))ticket_cb_fix;
+	}
+	return (real(ctx, cmd, fp));
+}
+#endif /* !LIBRESSL_VERSION_NUMBER */
+#endif /* __linux__ */

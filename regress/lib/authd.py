@@ -165,7 +165,7 @@ class AuthService:
     """The auth_http service, running in a thread of the test process."""
 
     def __init__(self, backend_port, users, backend_host="127.0.0.1",
-                 host="127.0.0.1", port=0, verbose=False):
+                 host="127.0.0.1", port=0, verbose=False, ssl_context=None):
         self.default_backend = (backend_host, backend_port)
         self.users = dict(users)
         self.verbose = verbose
@@ -176,13 +176,19 @@ class AuthService:
         self.server = _Server((host, port), Handler)
         self.server.service = self
         self.host, self.port = self.server.server_address[:2]
+        # https: an ssl.SSLContext for the server side
+        self.https = ssl_context is not None
+        if self.https:
+            self.server.socket = ssl_context.wrap_socket(
+                self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        name="authd", daemon=True)
         self.thread.start()
 
     @property
     def url(self):
-        return "http://%s:%d/auth" % (self.host, self.port)
+        return "%s://%s:%d/auth" % ("https" if self.https else "http",
+                                    self.host, self.port)
 
     def reset(self):
         """Back to the default behaviour, forget what was recorded."""

@@ -4,8 +4,15 @@ One instance per test run: regress/run.py starts it and hands it to the
 test processes through the environment (IMAPRELAYD_REGRESS_DOVECOT);
 a test module run on its own starts its own with get().
 
-The instance listens on 127.0.0.1 on a free port, without TLS, with a
+The instance listens on 127.0.0.1 on a free port (plaintext, STARTTLS
+offered, plaintext LOGIN allowed), on a second port with implicit TLS
+(tls_port) and, when 127.0.0.2 is usable, on 127.0.0.2:tls_port with
+implicit TLS that asks for a client certificate and logs it
+(cert_port), with a
 passwd-file of test users and maildirs under its temporary directory.
+Its PKI, made with openssl in pki/ of that directory: ca.crt (the CA),
+backend.crt for IP 127.0.0.1 and DNS backend.test, client.crt/.key (a
+client certificate of that CA), other-ca.crt (an unrelated CA).
 As root, mail is stored under the uid of the "dovecot" system user
 (Dovecot refuses to run mail processes as root); as another user,
 Dovecot runs "rootless" with every service under that user.
@@ -66,9 +73,12 @@ def find_dovecot():
 
 
 class Dovecot:
-    def __init__(self, port, tmpdir, users, pid=None, owned=False):
+    def __init__(self, port, tmpdir, users, pid=None, owned=False,
+                 tls_port=None, cert_port=None):
         self.host = "127.0.0.1"
         self.port = port
+        self.tls_port = tls_port
+        self.cert_port = cert_port
         self.tmpdir = tmpdir
         self.users = users
         self.pid = pid
@@ -81,12 +91,18 @@ class Dovecot:
 
     def to_env(self):
         return json.dumps({"port": self.port, "tmpdir": self.tmpdir,
-                           "pid": self.pid})
+                           "pid": self.pid, "tls_port": self.tls_port,
+                           "cert_port": self.cert_port})
 
     @classmethod
     def from_env(cls, value):
         d = json.loads(value)
-        return cls(d["port"], d["tmpdir"], all_users(), pid=d.get("pid"))
+        return cls(d["port"], d["tmpdir"], all_users(), pid=d.get("pid"),
+                   tls_port=d.get("tls_port"), cert_port=d.get("cert_port"))
+
+    def pki(self, name):
+        """A file of the backend's PKI (see the module's comment)."""
+        return os.path.join(self.tmpdir, "pki", name)
 
     def log(self):
         try:
@@ -127,7 +143,69 @@ def _ids():
     return pw.pw_uid, os.getegid(), pw.pw_name, pw.pw_name, True
 
 
-def _config(tmp, port, uid, gid, login_user, internal_user, rootless):
+def _openssl(d, *args):
+    subprocess.run(["openssl"] + list(args), cwd=d, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=60)
+
+
+def _make_pki(tmp):
+    """The backend's certificates (see the module's comment)."""
+    d = os.path.join(tmp, "pki")
+    os.makedirs(d, exist_ok=True)
+    for ca in ("ca", "other-ca"):
+        _openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-days", "2", "-subj", "/CN=imaprelayd regress %s" % ca,
+                 "-keyout", ca + ".key", "-out", ca + ".crt")
+    for name, san in (("backend", "subjectAltName=IP:127.0.0.1,"
+                       "DNS:backend.test\n"),
+                      ("client", "extendedKeyUsage=clientAuth\n")):
+        _openssl(d, "req", "-new", "-newkey", "rsa:2048", "-nodes",
+                 "-subj", "/CN=%s.test" % name, "-keyout", name + ".key",
+                 "-out", name + ".csr")
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write(san)
+        _openssl(d, "x509", "-req", "-in", name + ".csr", "-CA", "ca.crt",
+                 "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+                 "-extfile", name + ".ext", "-out", name + ".crt")
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o644)
+    return d
+
+
+def _loopback2():
+    """127.0.0.2 can be bound (Linux: all of 127/8 is loopback)."""
+    import socket
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.2", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _tls_config(tmp, tls_port, cert_port):
+    pki = os.path.join(tmp, "pki")
+    text = f"""
+ssl = yes
+ssl_cert = <{pki}/backend.crt
+ssl_key = <{pki}/backend.key
+ssl_min_protocol = TLSv1.2
+"""
+    if cert_port:
+        # a client certificate is asked for there, and logged
+        text += f"""
+local 127.0.0.2 {{
+  ssl_ca = <{pki}/ca.crt
+  ssl_verify_client_cert = yes
+  verbose_ssl = yes
+}}
+"""
+    return text
+
+
+def _config(tmp, port, uid, gid, login_user, internal_user, rootless,
+            tls_port=0, cert_port=0):
     # chroot of the login processes needs root; rootless runs them as
     # ourselves, unchrooted
     chroot = "  chroot =\n" if rootless else ""
@@ -137,7 +215,7 @@ state_dir = {tmp}/state
 instance_name = imaprelayd-regress-{port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{_tls_config(tmp, tls_port, cert_port) if tls_port else "ssl = no"}
 disable_plaintext_auth = no
 auth_mechanisms = plain login cram-md5
 auth_failure_delay = 0
@@ -176,8 +254,11 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+{"    ssl = yes" if tls_port else ""}
   }}
+{cert_listener(cert_port)}
   # one process, many clients: 200 parallel logins need no forks
   service_count = 0
   process_min_avail = 2
@@ -205,6 +286,16 @@ service imap-urlauth-login {{
   }}
 {chroot}}}
 """
+
+
+def cert_listener(cert_port):
+    if not cert_port:
+        return ""
+    return f"""  inet_listener imaps-cert {{
+    address = 127.0.0.2
+    port = {cert_port}
+    ssl = yes
+  }}"""
 
 
 def _write_users(path, tmp, users, uid, gid):
@@ -240,17 +331,24 @@ def start(tmpdir=None, timeout=20):
                                   "set TMPDIR elsewhere" % p)
             p = os.path.dirname(p)
     port = util.free_port()
+    tls_port = cert_port = 0
+    if shutil.which("openssl") is not None:
+        _make_pki(tmp)
+        tls_port = util.free_port()
+        if _loopback2():
+            cert_port = util.free_port("127.0.0.2")
     users = all_users()
     _write_users(os.path.join(tmp, "users"), tmp, users, uid, gid)
     conf = os.path.join(tmp, "dovecot.conf")
     with open(conf, "w") as f:
         f.write(_config(tmp, port, uid, gid, login_user, internal_user,
-                        rootless))
+                        rootless, tls_port, cert_port))
     logf = open(os.path.join(tmp, "dovecot.stderr"), "wb")
     proc = subprocess.Popen([binary, "-F", "-c", conf], stdin=subprocess.DEVNULL,
                             stdout=logf, stderr=subprocess.STDOUT)
     logf.close()
-    dv = Dovecot(port, tmp, users, pid=proc.pid, owned=True)
+    dv = Dovecot(port, tmp, users, pid=proc.pid, owned=True,
+                 tls_port=tls_port or None, cert_port=cert_port or None)
     dv.proc = proc
     deadline = time.monotonic() + timeout
     while True:

@@ -281,6 +281,40 @@ test_reply_other(void)
 	    AUTH_STATUS_UNAVAILABLE);
 }
 
+/* Auth-Proxy-SSL and Auth-Proxy-SSL-Name: TLS to the backend per user */
+static void
+test_proxy_ssl(void)
+{
+	CHECK("proxy ssl unset", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 127.0.0.1\r\n", "Auth-Port: 143\r\n", NULL) ==
+	    AUTH_STATUS_OK && res.proxy_ssl == 0 &&
+	    res.proxy_ssl_name[0] == '\0');
+	CHECK("proxy ssl on with name", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 127.0.0.1\r\n", "Auth-Port: 993\r\n",
+	    "Auth-Proxy-SSL: on\r\n", "Auth-Proxy-SSL-Name: imap.example\r\n",
+	    NULL) == AUTH_STATUS_OK && res.proxy_ssl == PTLS_ON + 1 &&
+	    strcmp(res.proxy_ssl_name, "imap.example") == 0);
+	CHECK("proxy ssl starttls, case-insensitive", reply(0,
+	    "Auth-Status: OK\r\n", "Auth-Server: 127.0.0.1\r\n",
+	    "Auth-Port: 143\r\n", "auth-proxy-ssl: STARTTLS\r\n", NULL) ==
+	    AUTH_STATUS_OK && res.proxy_ssl == PTLS_STARTTLS + 1);
+	CHECK("proxy ssl off", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 127.0.0.1\r\n", "Auth-Port: 143\r\n",
+	    "Auth-Proxy-SSL: off\r\n", NULL) == AUTH_STATUS_OK &&
+	    res.proxy_ssl == PTLS_OFF + 1);
+	CHECK("proxy ssl bad value", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 127.0.0.1\r\n", "Auth-Port: 143\r\n",
+	    "Auth-Proxy-SSL: yes\r\n", NULL) == -100 &&
+	    strstr(r.error, "Auth-Proxy-SSL") != NULL);
+	CHECK("proxy ssl name bad chars", reply(0,
+	    "Auth-Proxy-SSL-Name: a b\r\n", NULL) == -100);
+	CHECK("proxy ssl name empty", reply(0,
+	    "Auth-Proxy-SSL-Name:\r\n", NULL) == -100);
+	CHECK("proxy ssl not on a refusal", reply(0,
+	    "Auth-Status: wrong\r\n", "Auth-Proxy-SSL: on\r\n", NULL) ==
+	    AUTH_STATUS_FAIL && res.proxy_ssl == 0);
+}
+
 int
 main(void)
 {
@@ -288,5 +322,6 @@ main(void)
 	test_escape();
 	test_reply_ok();
 	test_reply_other();
+	test_proxy_ssl();
 	UNIT_EXIT();
 }

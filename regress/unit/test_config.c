@@ -339,6 +339,34 @@ test_units(void)
 	config_free(conf);
 }
 
+/* client certificate directives: values, defaults, inheritance */
+static void
+test_ccert(void)
+{
+	struct config		*conf;
+	struct server_conf	*s;
+
+	s = onedirective("ccert", "ssl_verify_client optional_no_ca;", &conf);
+	CHECK("ccert: ssl_verify_client inherited, depth 1 by default",
+	    s != NULL && s->ccert_verify == CCERT_VERIFY_NO_CA &&
+	    s->ccert_depth == 1 && s->ccert_pass_cert == 0);
+	config_free(conf);
+	s = onedirective("ccert", "ssl_verify_depth 3;", &conf);
+	CHECK("ccert: ssl_verify_depth", s != NULL && s->ccert_depth == 3 &&
+	    s->ccert_verify == CCERT_VERIFY_OFF);
+	config_free(conf);
+	s = onedirective("ccert", "auth_http_pass_client_cert on;", &conf);
+	CHECK("ccert: auth_http_pass_client_cert", s != NULL &&
+	    s->ccert_pass_cert == 1);
+	config_free(conf);
+	s = onedirective("ccert", "ssl_client_certificate /etc/ca.pem;",
+	    &conf);
+	CHECK("ccert: ssl_client_certificate", s != NULL &&
+	    strcmp(s->ccert_ca_file, "/etc/ca.pem") == 0 &&
+	    s->ccert_trusted_file[0] == '\0');
+	config_free(conf);
+}
+
 static void
 test_listen(void)
 {
@@ -567,12 +595,22 @@ test_refused(void)
 	    1, "directive \"pid\" is not terminated by \";\"");
 	refused("unterminated quote", "mail {\n  server_name \"x;\n}\n",
 	    4, "unexpected end of file, expecting \"");
-	refused("ssl_verify_client",
-	    "mail {\n  ssl_verify_client on;\n}\n",
+	refused("ssl_verify_client without a CA list",
+	    "mail {\n" AUTH "  ssl_verify_client on;\n  server {\n"
+	    "    listen 993 ssl;\n  }\n}\n",
+	    4, "no ssl_client_certificate or ssl_trusted_certificate for "
+	    "ssl_verify_client");
+	refused("ssl_verify_client bad value",
+	    "mail {\n  ssl_verify_client maybe;\n}\n",
+	    2, "invalid value \"maybe\" in \"ssl_verify_client\" directive");
+	refused("ssl_crl", "mail {\n  ssl_crl /etc/ssl/crl.pem;\n}\n",
 	    2, "TLS with client certificates is not supported yet "
-	    "(\"ssl_verify_client\")");
-	refused("proxy_ssl", "mail {\n  proxy_ssl on;\n}\n",
-	    2, "TLS to the backend is not supported yet (\"proxy_ssl\")");
+	    "(\"ssl_crl\")");
+	refused("proxy_ssl value", "mail {\n  proxy_ssl maybe;\n}\n",
+	    2, "invalid value \"maybe\" in \"proxy_ssl\" directive");
+	refused("proxy_ssl duplicate", "mail {\n  proxy_ssl_verify on;\n"
+	    "  proxy_ssl_verify off;\n}\n", 3,
+	    "\"proxy_ssl_verify\" directive is duplicate");
 	refused("ssl_password_file",
 	    "mail {\n  ssl_password_file /etc/ssl/pass;\n}\n",
 	    2, "\"ssl_password_file\" is not supported");
@@ -641,7 +679,7 @@ test_imsg(void)
 	struct imsgev		 iev;
 	struct imsgbuf		 ibuf;
 	struct imsg		 imsg;
-	int			 sv[2], done = 0, fdok;
+	int			 sv[2], done = 0, fdok, bufsz;
 	ssize_t			 n;
 
 	conf = parse("imsg", typical);
@@ -653,6 +691,9 @@ test_imsg(void)
 		perror("socketpair");
 		exit(2);
 	}
+	/* the whole configuration is flushed before it is read */
+	bufsz = 4 * 1024 * 1024;
+	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
 	event_init();
 	imsgev_init(&iev, sv[0], NULL, NULL);
 	config_send(&iev, conf, 1);
@@ -660,7 +701,8 @@ test_imsg(void)
 		perror("imsgbuf_flush");
 		exit(2);
 	}
-	if (imsgbuf_init(&ibuf, sv[1]) == -1)
+	if (imsgbuf_init(&ibuf, sv[1]) == -1 ||
+	    imsgbuf_set_maxsize(&ibuf, 256 * 1024) == -1)	/* as util.c */
 		exit(2);
 	imsgbuf_allow_fdpass(&ibuf);
 	got = config_new();
@@ -725,6 +767,7 @@ main(void)
 	test_inherit();
 	test_units();
 	test_listen();
+	test_ccert();
 	test_accepted();
 	test_refused();
 	test_imsg();

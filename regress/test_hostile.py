@@ -1,0 +1,378 @@
+"""Hostile clients: huge lines and literals, NUL bytes, bytes that are
+not UTF-8, bad base64, a client dribbling a command byte by byte, and a
+flood of connections past the cap.  Each time the offending client gets
+the documented answer, and a client that logged in through the proxy
+before keeps working (the tests run in shared mode with one worker, so
+a crash or a stuck worker would also end that other session).
+"""
+
+import os
+import re
+import socket
+import threading
+import time
+import unittest
+
+from lib import util
+from lib.case import DaemonTestCase
+from lib.imapclient import Closed, RawImap
+
+MiB = 1024 * 1024
+BYE_TOO_MANY = "* BYE [UNAVAILABLE] too many connections"
+BYE_IDLE = "* BYE autologout; idle for too long"
+
+
+def proc_status(pid, field):
+    """A kB value of /proc/PID/status (VmRSS, VmHWM), None if gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def send_quietly(sock, data):
+    """sendall that tolerates the server closing while we write."""
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
+
+
+class HostileTestCase(DaemonTestCase):
+    ISOLATION = "shared"
+    WORKER_PROCESSES = 1
+
+    def setUp(self):
+        super().setUp()
+        if not os.path.isdir("/proc/self/fd"):
+            self.skipTest("needs /proc")
+
+    def bystander(self, tag="z"):
+        """A session logged in through the proxy before the attack."""
+        c = self.connect()
+        self.login(c, tag=tag)
+        return c
+
+    def assert_alive(self, c, tag="y"):
+        c.cmd("%s NOOP" % tag)
+        lines = c.read_until_tagged(tag)
+        self.assertTrue(lines[-1].startswith(tag + " OK"), lines)
+
+    def assert_no_crash(self, d):
+        self.assertNotRegex(d.log(), r"signal \d+|core dumped|fatal")
+        self.assertTrue(d.running())
+
+
+class BigInput(HostileTestCase):
+
+    def test_1mib_without_newline(self):
+        d = self.start()
+        other = self.bystander()
+        worker = d.pids("imap")
+        self.assertEqual(len(worker), 1, worker)
+        worker = worker[0]
+        hwm0 = proc_status(worker, "VmHWM")
+        c = self.connect()
+        t = threading.Thread(target=send_quietly,
+                             args=(c.sock, b"a" * MiB), daemon=True)
+        t.start()
+        line = c.readline(timeout=10)
+        self.assertRegex(line, r"^\S+ BAD \[TOOBIG\] line too long$")
+        c.expect_closed()
+        t.join(10)
+        # the worker never held more than its buffer: its peak RSS grew
+        # by far less than the 1 MiB that was sent
+        hwm1 = proc_status(worker, "VmHWM")
+        self.assertLess(hwm1 - hwm0, 512, "VmHWM %d -> %d kB"
+                        % (hwm0, hwm1))
+        self.assert_alive(other)
+        self.assert_no_crash(d)
+
+    def test_literal_of_2_pow_63(self):
+        d = self.start()
+        other = self.bystander()
+        for n in ("9223372036854775808", "18446744073709551616",
+                  "99999999999999999999999999"):
+            with self.subTest(literal=n, sync=True):
+                c = self.connect()
+                c.cmd("a LOGIN {%s}" % n)
+                c.expect("a BAD [TOOBIG] literal too big")
+                # synchronising: nothing was sent, the session goes on
+                c.cmd("b NOOP")
+                c.expect("b OK NOOP completed")
+                c.close()
+            with self.subTest(literal=n, sync=False):
+                c = self.connect()
+                c.cmd("a LOGIN {%s+}" % n)
+                c.expect("a BAD [TOOBIG] literal too big")
+                c.expect_closed()
+        self.assert_alive(other)
+        self.assert_no_crash(d)
+
+
+class Pipelining(HostileTestCase):
+
+    N = 10000
+
+    def _pipeline(self, c, read_late):
+        data = b"".join(b"p%d NOOP\r\n" % i for i in range(self.N))
+        t = threading.Thread(target=send_quietly, args=(c.sock, data),
+                             daemon=True)
+        t.start()
+        if read_late:
+            time.sleep(1)
+        for i in range(self.N):
+            c.expect("p%d OK NOOP completed" % i, timeout=20)
+        t.join(10)
+
+    def test_10000_pipelined_commands(self):
+        d = self.start()
+        other = self.bystander()
+        worker = d.pids("imap")[0]
+        hwm0 = proc_status(worker, "VmHWM")
+        c = self.connect()
+        self._pipeline(c, read_late=False)
+        # a client that sends them all and reads only later: the worker
+        # stops reading it instead of queueing 10,000 replies
+        c2 = self.connect()
+        self._pipeline(c2, read_late=True)
+        hwm1 = proc_status(worker, "VmHWM")
+        self.assertLess(hwm1 - hwm0, 1024, "VmHWM %d -> %d kB"
+                        % (hwm0, hwm1))
+        self.assert_alive(c)
+        self.assert_alive(other)
+        self.assert_no_crash(d)
+
+
+class Bytes(HostileTestCase):
+
+    def test_nul_bytes(self):
+        d = self.start()
+        other = self.bystander()
+        cases = [
+            ("command", b"a NO\x00OP\r\n"),
+            ("tag", b"a\x00b NOOP\r\n"),
+            ("quoted", b'a LOGIN "al\x00ice" "secret"\r\n'),
+            ("quoted password", b'a LOGIN alice "sec\x00ret"\r\n'),
+        ]
+        for name, data in cases:
+            with self.subTest(where=name):
+                c = self.connect()
+                c.send(data)
+                line = c.readline()
+                self.assertRegex(line, r"^(a|\*) BAD ", line)
+                c.close()
+        with self.subTest(where="LOGIN literal"):
+            c = self.connect()
+            c.cmd("a LOGIN {6}")
+            c.expect("+ Ready for literal data")
+            c.send(b"al\x00ice secret\r\n")
+            c.expect("a BAD invalid arguments")
+            c.cmd("b NOOP")
+            c.expect("b OK NOOP completed")
+            c.close()
+        with self.subTest(where="LOGIN literal+ password"):
+            c = self.connect()
+            c.send(b"a LOGIN alice {6+}\r\nse\x00ret\r\n")
+            c.expect("a BAD invalid arguments")
+            c.close()
+        # nothing of it reached the auth service
+        self.assertEqual(len(self.auth.requests), 1)
+        self.assert_alive(other)
+        self.assert_no_crash(d)
+
+    def test_invalid_utf8_user_reaches_auth_escaped(self):
+        # the proxy does not judge the bytes of a user name: like nginx
+        # it escapes CTLs, SP and % for auth_http and passes the rest
+        d = self.start()
+        other = self.bystander()
+        c = self.connect()
+        user = b"\xc3(x\xff\xfe y%"
+        c.send(b'a LOGIN "' + user + b'" "secret"\r\n')
+        c.expect_prefix("a NO [AUTHENTICATIONFAILED] ")
+        c.expect_closed()
+        req = self.auth.last()
+        raw = req.get("Auth-User").encode("latin-1")
+        self.assertEqual(raw, b"\xc3(x\xff\xfe%20y%25")
+        self.assertEqual(util.pct_decode(raw), user)
+        # the session end line has no raw control or space bytes
+        m = self.session_end(c.client_addr)
+        self.assertNotIn(" ", m["user"])
+        self.assert_alive(other)
+        self.assert_no_crash(d)
+
+    def test_invalid_base64(self):
+        d = self.start()
+        other = self.bystander()
+        for name, lines in [
+                ("continuation", ["a AUTHENTICATE PLAIN", "!!!!"]),
+                ("initial response", ["a AUTHENTICATE PLAIN #AB$"]),
+                ("truncated", ["a AUTHENTICATE PLAIN", "AGFsaWNl="]),
+                ("nul in base64", ["a AUTHENTICATE PLAIN", "AG\x00Fs"])]:
+            with self.subTest(case=name):
+                c = self.connect()
+                c.cmd(lines[0])
+                if len(lines) > 1:
+                    c.expect("+ ")
+                    c.cmd(lines[1])
+                c.expect("a BAD invalid base64")
+                # back to the pre-login dialogue
+                c.cmd("b NOOP")
+                c.expect("b OK NOOP completed")
+                c.close()
+        self.assertEqual(len(self.auth.requests), 1)
+        self.assert_alive(other)
+        self.assert_no_crash(d)
+
+
+class SlowClients(HostileTestCase):
+
+    def test_slowloris_cut_by_timeout(self):
+        """timeout 2s runs from the first byte of a command: a client
+        dribbling "a NOOP" one byte per 0.5 s is cut about 2 s after its
+        first byte, although it never stays silent for 2 s.  A client
+        whose complete commands come 1.5 s apart is not cut."""
+        d = self.start(server={"timeout": "2s"})
+        other = self.bystander()
+        slow = self.connect()
+        steady = self.connect()
+        data = b"a NOOP" + b" " * 20
+        t0 = time.monotonic()
+        cut = None
+        for i, byte in enumerate(data):
+            if i in (2, 5, 8):      # t = 1.0, 2.5, 4.0
+                steady.cmd("s%d NOOP" % i)
+                steady.expect("s%d OK NOOP completed" % i)
+            try:
+                slow.sock.sendall(bytes([byte]))
+            except OSError:
+                pass
+            tick = t0 + (i + 1) * 0.5
+            while cut is None and time.monotonic() < tick:
+                left = max(0.0, tick - time.monotonic())
+                if not slow.still_open(left) or slow.buf:
+                    cut = time.monotonic() - t0
+            if cut is not None or time.monotonic() - t0 > 6:
+                break
+        if cut is None:
+            cut = time.monotonic() - t0
+        self.assertEqual(slow.readline(timeout=2), BYE_IDLE,
+                         "no idle BYE after %.1fs" % cut)
+        slow.expect_closed(timeout=3)
+        self.assertGreater(cut, 1.5)
+        self.assertLess(cut, 3.5, "cut after %.1fs" % cut)
+        m = self.session_end(slow.client_addr)
+        self.assertEqual(m["reason"], "idle timeout")
+        # meanwhile everybody else was served
+        self.assertTrue(steady.still_open())
+        self.assert_alive(steady, "t")
+        self.assert_alive(other)
+        fresh = self.connect()
+        self.login(fresh, tag="f")
+        self.assert_no_crash(d)
+
+    def test_slow_literal_is_part_of_the_command(self):
+        # a literal announced, then its bytes dribbled: same deadline
+        d = self.start(server={"timeout": "2s"})
+        c = self.connect()
+        c.cmd("a LOGIN alice {40}")
+        c.expect("+ Ready for literal data")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 6:
+            try:
+                c.sock.sendall(b"x")
+            except OSError:
+                break
+            if not c.still_open(0.4) or c.buf:
+                break
+        c.expect(BYE_IDLE, timeout=2)
+        self.assertLess(time.monotonic() - t0, 3.5)
+        self.assert_no_crash(d)
+
+
+class Flood(HostileTestCase):
+
+    def _flood(self, isolation, cap):
+        extra = 20
+        if isolation == "connection":
+            d = self.start(isolation="connection", worker_processes=1,
+                           worker_connections=cap,
+                           top={"spare_workers": 2})
+        else:
+            d = self.start(isolation="shared", worker_processes=1,
+                           worker_connections=cap)
+        parent = d.pid
+        # settled: spares forked, nothing in flight
+        time.sleep(0.5)
+        imap0 = len(d.pids("imap"))
+        fds0 = fd_count(parent)
+        socks = []
+        for _ in range(cap + extra):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=15)
+            socks.append(s)
+        clients = []
+        for s in socks:
+            r = RawImap.__new__(RawImap)
+            r.timeout, r.sock, r.buf, r.eof, r.transcript = 15, s, b"", \
+                False, []
+            clients.append(r)
+            self._clients.append(r)
+        firsts = [c.readline(timeout=15) for c in clients]
+        byes = [f for f in firsts if f == BYE_TOO_MANY]
+        oks = [f for f in firsts if f.startswith("* OK [CAPABILITY ")]
+        self.assertEqual(len(byes), extra, firsts)
+        self.assertEqual(len(oks), cap, firsts)
+        for c, f in zip(clients, firsts):
+            if f == BYE_TOO_MANY:
+                self.assertTrue(c.is_closed(5))
+        # the admitted ones work
+        served = [c for c, f in zip(clients, firsts) if f != BYE_TOO_MANY]
+        served[0].cmd("n NOOP")
+        served[0].expect("n OK NOOP completed")
+        for c in clients:
+            c.close()
+        # after they are gone, a full cap of new clients is served
+        def all_served():
+            new = []
+            try:
+                for _ in range(cap):
+                    c = RawImap(d.port, timeout=10)
+                    new.append(c)
+                lines = [c.readline() for c in new]
+                if not all(l.startswith("* OK ") for l in lines):
+                    return False
+                self.login(new[-1])
+                return True
+            except (Closed, OSError):
+                return False
+            finally:
+                for c in new:
+                    c.close()
+        # (the worker sees the closes of a failed round a bit later)
+        util.wait_until(all_served, 15, interval=0.3,
+                        what="a full cap served again")
+        # no process or descriptor left behind
+        util.wait_until(lambda: len(d.pids("imap")) == imap0 and
+                        fd_count(parent) == fds0, 10, interval=0.1,
+                        what="imap processes %d (now %d), parent fds %d "
+                        "(now %d)" % (imap0, len(d.pids("imap")), fds0,
+                                      fd_count(parent)))
+        self.assert_no_crash(d)
+
+    def test_flood_past_cap_connection_mode(self):
+        self._flood("connection", 8)
+
+    def test_flood_past_cap_shared_mode(self):
+        self._flood("shared", 10)
+
+
+if __name__ == "__main__":
+    unittest.main()
