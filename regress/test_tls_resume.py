@@ -3,7 +3,9 @@ shares with every worker: a session resumes whichever worker process
 takes the second connection, in both isolation modes; with
 ssl_session_tickets off it does not."""
 
+import os
 import re
+import signal
 import socket
 import ssl
 
@@ -63,12 +65,21 @@ class ResumeCase(TlsCase):
         session = first.session
         self.assertIsNotNone(session)
         first.close()
-        for _ in range(tries):
-            t, (pid, resumed) = self.tls_connect(ctx, session)
-            self.assertEqual(t.session_reused, resumed)
-            t.close()
-            if pid != pid1:
-                break
+        # Shared workers all wait on one socket and the kernel may give
+        # every accept to the same one: stop that one meanwhile, so the
+        # next connection must land on another.
+        if self.ISOLATION == "shared":
+            os.kill(pid1, signal.SIGSTOP)
+        try:
+            for _ in range(tries):
+                t, (pid, resumed) = self.tls_connect(ctx, session)
+                self.assertEqual(t.session_reused, resumed)
+                t.close()
+                if pid != pid1:
+                    break
+        finally:
+            if self.ISOLATION == "shared":
+                os.kill(pid1, signal.SIGCONT)
         return resumed, pid1, pid
 
     def check(self, version, tickets=True, tries=1):
