@@ -32,10 +32,14 @@ sandbox_parent(void)
 		fatal("pledge");
 }
 
+/*
+ * No "dns": the parent resolves the auth service and the request pins
+ * the address (CURLOPT_RESOLVE).  "unix" for auth_http unix:/path.
+ */
 void
 sandbox_auth(void)
 {
-	if (unveil("/", "") == -1 || pledge("stdio inet dns recvfd",
+	if (unveil("/", "") == -1 || pledge("stdio inet unix recvfd",
 	    NULL) == -1)
 		fatal("pledge");
 }
