@@ -172,11 +172,16 @@ class AuthFaults(FaultTestCase):
 class BackendFaults(FaultTestCase):
 
     def test_backend_greets_with_bye(self):
+        # its text is quoted in our log: a '"' in it must not end the
+        # reason="..." value early
         def bye(fb, conn):
-            conn.sendall(b"* BYE [UNAVAILABLE] not today\r\n")
+            conn.sendall(b'* BYE [UNAVAILABLE] not "today"\r\n')
             conn.close()
         fb = self.fake_backend(bye)
         self._with_backend(fb, r"backend greeting: \* BYE ")
+        self.assertRegex(self._daemon.log(),
+                         r'login unavailable .*reason="[^"]*backend '
+                         r'greeting: \* BYE \[UNAVAILABLE\] not \?today\?"\n')
 
     def test_backend_closes_mid_login(self):
         def hangup(fb, conn):

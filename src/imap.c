@@ -797,7 +797,7 @@ session_finish(struct session *s, const char *reason)
 static void
 session_log_end(struct session *s, const char *reason)
 {
-	char	 user[128];
+	char	 user[128], why[512];
 
 	log_info("session end client=%s user=%s backend=%s auth_ms=%u "
 	    "in=%llu out=%llu duration_ms=%llu reason=\"%s\"", s->client,
@@ -805,7 +805,8 @@ session_log_end(struct session *s, const char *reason)
 	    s->user ? strlen(s->user) : 0),
 	    s->backend[0] != '\0' ? s->backend : "-", s->auth_ms,
 	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
-	    (unsigned long long)(imap_now_ms() - s->start_ms), reason);
+	    (unsigned long long)(imap_now_ms() - s->start_ms),
+	    log_quoted(why, sizeof(why), reason));
 }
 
 /* a login that cannot go on for lack of a service: tell, log, close */
@@ -813,11 +814,12 @@ int
 session_unavailable(struct session *s, const char *text, const char *why,
     const char *reason)
 {
-	char	 user[128];
+	char	 user[128], quoted[512];
 
 	log_warnx("login unavailable client=%s user=%s reason=\"%s\"",
 	    s->client, log_safe(user, sizeof(user), s->user,
-	    s->user ? strlen(s->user) : 0), why);
+	    s->user ? strlen(s->user) : 0),
+	    log_quoted(quoted, sizeof(quoted), why));
 	client_reply(s, "%s NO [UNAVAILABLE] %s", s->tag, text);
 	return (session_finish(s, reason));
 }
@@ -1263,6 +1265,24 @@ log_safe(char *dst, size_t dstsz, const char *src, size_t len)
 		return ("-");
 	for (i = 0; i < len && i < dstsz - 1; i++)
 		dst[i] = ((unsigned char)src[i] <= 0x20 || src[i] == 0x7f ||
+		    src[i] == '"' || src[i] == '\\') ? '?' : src[i];
+	dst[i] = '\0';
+	return (dst);
+}
+
+/*
+ * A reason="..." value: it may quote what a backend or the auth service
+ * said, so nothing in it may end the quotes or the line.
+ */
+const char *
+log_quoted(char *dst, size_t dstsz, const char *src)
+{
+	size_t	 i;
+
+	if (src == NULL)
+		return ("-");
+	for (i = 0; src[i] != '\0' && i < dstsz - 1; i++)
+		dst[i] = ((unsigned char)src[i] < 0x20 || src[i] == 0x7f ||
 		    src[i] == '"' || src[i] == '\\') ? '?' : src[i];
 	dst[i] = '\0';
 	return (dst);

@@ -204,6 +204,7 @@ int		 session_unavailable(struct session *, const char *,
 		    const char *, const char *);
 void		 session_wipe_creds(struct session *);
 const char	*log_safe(char *, size_t, const char *, size_t);
+const char	*log_quoted(char *, size_t, const char *);
 
 /* tls.c */
 struct tls	*ctls_server(struct config *, struct server_conf *);
