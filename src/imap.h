@@ -211,6 +211,10 @@ struct tls	*ctls_server(struct config *, struct server_conf *);
 void		 ctls_wipe(struct config *);
 int		 ctls_start(struct session *);
 int		 ctls_handshake(struct session *);
+ssize_t		 tlsio_read(struct tls *, void *, size_t, int *, int *,
+		    const char *, const char *);
+ssize_t		 tlsio_write(struct tls *, const void *, size_t, int *,
+		    const char *, const char *);
 ssize_t		 ctls_read(struct session *, void *, size_t);
 ssize_t		 ctls_write(struct session *, const void *, size_t);
 void		 ctls_close(struct session *);

@@ -216,47 +216,15 @@ ptls_handshake(struct session *s, char *why, size_t len)
 ssize_t
 ptls_read(struct session *s, void *buf, size_t len)
 {
-	ssize_t	 n;
-
-	n = tls_read(s->btls, buf, len);
-	if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-		s->btls_more = 0;
-		if (n == TLS_WANT_POLLOUT)
-			s->btls_rwantw = 1;
-		errno = EAGAIN;
-		return (-1);
-	}
-	if (n == -1) {
-		log_debug("backend=%s: tls_read: %s", s->backend,
-		    tls_error(s->btls));
-		s->btls_more = 0;
-		errno = EIO;
-		return (-1);
-	}
-	/* a full buffer: libtls may hold more than the socket shows */
-	s->btls_more = n > 0 && (size_t)n == len;
-	return (n);
+	return (tlsio_read(s->btls, buf, len, &s->btls_more, &s->btls_rwantw,
+	    "backend", s->backend));
 }
 
 ssize_t
 ptls_write(struct session *s, const void *buf, size_t len)
 {
-	ssize_t	 n;
-
-	n = tls_write(s->btls, buf, len);
-	if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-		if (n == TLS_WANT_POLLIN)
-			s->btls_wwantr = 1;
-		errno = EAGAIN;
-		return (-1);
-	}
-	if (n == -1) {
-		log_debug("backend=%s: tls_write: %s", s->backend,
-		    tls_error(s->btls));
-		errno = EPIPE;
-		return (-1);
-	}
-	return (n);
+	return (tlsio_write(s->btls, buf, len, &s->btls_wwantr, "backend",
+	    s->backend));
 }
 
 /* close_notify without waiting for the backend's, when it is dropped */

@@ -378,54 +378,68 @@ ctls_handshake(struct session *s)
 }
 
 /*
- * read(2) and write(2) semantics for client_read() and client_write():
- * libtls's "try again" is EAGAIN; a wait for the other direction is
- * remembered for session_update().
+ * read(2) and write(2) semantics over libtls, for the client and the
+ * backend side alike: libtls's "try again" is EAGAIN; a wait for the
+ * other direction is remembered for session_update().
  */
 ssize_t
-ctls_read(struct session *s, void *buf, size_t len)
+tlsio_read(struct tls *ctx, void *buf, size_t len, int *more, int *wantw,
+    const char *side, const char *peer)
 {
 	ssize_t	 n;
 
-	n = tls_read(s->tls, buf, len);
+	n = tls_read(ctx, buf, len);
 	if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-		s->tls_more = 0;
+		*more = 0;
 		if (n == TLS_WANT_POLLOUT)
-			s->tls_rwantw = 1;
+			*wantw = 1;
 		errno = EAGAIN;
 		return (-1);
 	}
 	if (n == -1) {
-		log_debug("client=%s: tls_read: %s", s->client,
-		    tls_error(s->tls));
-		s->tls_more = 0;
+		log_debug("%s=%s: tls_read: %s", side, peer, tls_error(ctx));
+		*more = 0;
 		errno = EIO;
 		return (-1);
 	}
 	/* a full buffer: libtls may hold more than the socket shows */
-	s->tls_more = n > 0 && (size_t)n == len;
+	*more = n > 0 && (size_t)n == len;
 	return (n);
+}
+
+ssize_t
+tlsio_write(struct tls *ctx, const void *buf, size_t len, int *wantr,
+    const char *side, const char *peer)
+{
+	ssize_t	 n;
+
+	n = tls_write(ctx, buf, len);
+	if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+		if (n == TLS_WANT_POLLIN)
+			*wantr = 1;
+		errno = EAGAIN;
+		return (-1);
+	}
+	if (n == -1) {
+		log_debug("%s=%s: tls_write: %s", side, peer, tls_error(ctx));
+		errno = EPIPE;
+		return (-1);
+	}
+	return (n);
+}
+
+ssize_t
+ctls_read(struct session *s, void *buf, size_t len)
+{
+	return (tlsio_read(s->tls, buf, len, &s->tls_more, &s->tls_rwantw,
+	    "client", s->client));
 }
 
 ssize_t
 ctls_write(struct session *s, const void *buf, size_t len)
 {
-	ssize_t	 n;
-
-	n = tls_write(s->tls, buf, len);
-	if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
-		if (n == TLS_WANT_POLLIN)
-			s->tls_wwantr = 1;
-		errno = EAGAIN;
-		return (-1);
-	}
-	if (n == -1) {
-		log_debug("client=%s: tls_write: %s", s->client,
-		    tls_error(s->tls));
-		errno = EPIPE;
-		return (-1);
-	}
-	return (n);
+	return (tlsio_write(s->tls, buf, len, &s->tls_wwantr, "client",
+	    s->client));
 }
 
 /* close_notify, once, without waiting for the client's */
