@@ -376,6 +376,15 @@ class Shutdown(FaultTestCase):
 
 
 class Leaks(FaultTestCase):
+    """Sessions leave nothing behind.  In the sanitizer build (make
+    regress SANITIZE=1) 10,000 sessions run and LeakSanitizer's scan of
+    every process at its exit is the leak check (a report fails the
+    test, see case.py); RSS is not compared there, ASan keeps freed
+    memory in quarantine on purpose.  In the normal build 2,000
+    sessions, and the worker's RSS must stay flat."""
+    SANITIZED = os.environ.get("IMAPRELAYD_SANITIZE") == "1"
+    SESSIONS = 10000 if SANITIZED else 2000
+    TIME_LIMIT = 900 if SANITIZED else 120
 
     def _session(self, port):
         c = RawImap(port, timeout=10)
@@ -390,7 +399,7 @@ class Leaks(FaultTestCase):
         finally:
             c.close()
 
-    def test_2000_sessions_one_shared_worker(self):
+    def test_many_sessions_one_shared_worker(self):
         d = self.start(isolation="shared", worker_processes=1)
         workers = d.pids("imap")
         self.assertEqual(len(workers), 1, workers)
@@ -410,7 +419,7 @@ class Leaks(FaultTestCase):
         for i in range(100):
             self._session(d.port)
         fds0, rss0 = settled_fds(), proc_status(w, "VmRSS")
-        # 1,900 more: four clients one session after the other each, so
+        # the rest: four clients one session after the other each, so
         # that the run stays short (Dovecot forks per login)
         errors = []
 
@@ -420,19 +429,23 @@ class Leaks(FaultTestCase):
                     self._session(d.port)
             except Exception as e:
                 errors.append(repr(e))
-        threads = [threading.Thread(target=stream, args=(475,), daemon=True)
+        per = (self.SESSIONS - 100) // 4
+        threads = [threading.Thread(target=stream, args=(per,), daemon=True)
                    for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(100)
+            t.join(self.TIME_LIMIT)
         self.assertEqual(errors, [])
         fds1, rss1 = settled_fds(), proc_status(w, "VmRSS")
         self.assertEqual(d.pids("imap"), [w])
         self.assertEqual(fds1, fds0, "worker fds %d -> %d" % (fds0, fds1))
-        self.assertLess(rss1 - rss0, 1024, "worker VmRSS %d -> %d kB"
-                        % (rss0, rss1))
-        self.assertEqual(len(re.findall(r"session end ", d.log())), 2000)
+        if not self.SANITIZED:
+            self.assertLess(rss1 - rss0, 1024, "worker VmRSS %d -> %d kB"
+                            % (rss0, rss1))
+        self.assertEqual(len(re.findall(r"session end ", d.log())),
+                         self.SESSIONS)
+        # the daemon stops in the cleanup: LeakSanitizer runs then
 
 
 if __name__ == "__main__":

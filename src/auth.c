@@ -45,11 +45,15 @@
 
 #include "imaprelayd.h"
 #include "authhttp.h"
+#include "limit.h"
 
 #define AUTH_MAX_WAIT_ROUNDS	16	/* Auth-Status: WAIT re-queries */
 #define AUTH_MAX_BODY		65536	/* response body bytes discarded */
 #define AUTH_MAXCONNECTS	64	/* idle connections kept alive */
 #define AUTH_MAX_CA		(4 * 1024 * 1024)
+/* the NO of limit_auth_fail; RFC 5530: a temporary failure */
+#define LIMIT_AUTH_FAIL_TEXT	"[UNAVAILABLE] too many failed logins, " \
+				"try again later"
 
 /* one imap worker's channel */
 struct auth_chan {
@@ -74,6 +78,7 @@ struct auth_req {
 	unsigned int		 rounds;	/* WAIT answers so far */
 	struct event		 waitev;
 	int			 waiting;
+	int			 limited;	/* limit_auth_fail: refuse */
 	/* the transfer in progress */
 	CURL			*easy;
 	struct curl_slist	*headers;
@@ -113,6 +118,12 @@ static void	auth_check_drain(void);
 static int	auth_request_recv(struct auth_chan *, struct imsg *);
 static void	auth_cancel_recv(struct auth_chan *, struct imsg *);
 static void	auth_req_start(struct auth_req *);
+static int	auth_req_limited(struct auth_req *);
+static void	auth_fail_count(struct auth_req *, int);
+static void	limit_fail_conf(struct limit_fail_conf *, uint32_t);
+static uint64_t	auth_now_ms(void);
+static int	auth_conn_recv(struct auth_chan *, struct imsg *);
+static void	auth_conn_close_recv(struct auth_chan *, struct imsg *);
 static int	auth_req_issue(struct auth_req *);
 static int	auth_req_setopt(struct auth_req *, struct auth_url *);
 static int	auth_req_headers(struct auth_req *, struct server_conf *);
@@ -312,6 +323,7 @@ auth_chan_free(struct auth_chan *ch)
 	TAILQ_FOREACH_SAFE(r, &reqs, entry, next)
 		if (r->chan == ch)
 			auth_req_free(r);
+	limit_conn_drop(ch);
 	TAILQ_REMOVE(&chans, ch, entry);
 	imsgev_clear(&ch->iev);
 	log_debug("%s: worker %u", __func__, ch->worker_id);
@@ -363,6 +375,13 @@ auth_dispatch_imap(int fd, short event, void *arg)
 			break;
 		case IMSG_AUTH_CANCEL:
 			auth_cancel_recv(ch, &imsg);
+			break;
+		case IMSG_AUTH_CONN_OPEN:
+			if (auth_conn_recv(ch, &imsg) == -1)
+				bad = 1;
+			break;
+		case IMSG_AUTH_CONN_CLOSE:
+			auth_conn_close_recv(ch, &imsg);
 			break;
 		default:
 			log_warnx("%s: worker %u: unexpected imsg %d",
@@ -541,8 +560,133 @@ auth_req_start(struct auth_req *r)
 		auth_unavailable(r, "invalid client address in request");
 	else if (strlen(r->salt) != len || strpbrk(r->salt, "\r\n") != NULL)
 		auth_unavailable(r, "invalid salt in request");
-	else
+	else if (!auth_req_limited(r))
 		auth_req_issue(r);
+}
+
+/*
+ * limit_auth_fail: an address or a user with too many failures in the
+ * window gets its NO here, after the delay, and the auth service is not
+ * asked.  1: so refused.
+ */
+static int
+auth_req_limited(struct auth_req *r)
+{
+	struct limit_fail_conf	 lc;
+	struct server_conf	*srv;
+	struct timeval		 tv;
+	char			 ubuf[65];
+	int			 by;
+
+	if (conf == NULL ||
+	    (srv = config_server_byid(conf, r->hdr.server_id)) == NULL)
+		return (0);
+	limit_fail_conf(&lc, r->hdr.server_id);
+	if ((by = limit_fail_check(&lc, r->hdr.client_ip, r->user,
+	    auth_now_ms())) == 0)
+		return (0);
+	log_debug("login refused client=%s user=%s: limit_auth_fail (%s)",
+	    r->hdr.client_ip, user_log(r->user, ubuf, sizeof(ubuf)),
+	    by & LIMIT_BY_ADDR ? "address" : "user");
+	r->limited = 1;
+	r->waiting = 1;
+	timerclear(&tv);
+	tv.tv_sec = srv->limit_auth_fail_delay_ms / 1000;
+	tv.tv_usec = (srv->limit_auth_fail_delay_ms % 1000) * 1000;
+	evtimer_add(&r->waitev, &tv);
+	return (1);
+}
+
+static uint64_t
+auth_now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+static void
+limit_fail_conf(struct limit_fail_conf *lc, uint32_t server_id)
+{
+	struct server_conf	*srv;
+
+	memset(lc, 0, sizeof(*lc));
+	lc->server_id = server_id;
+	if (conf == NULL || (srv = config_server_byid(conf, server_id)) == NULL)
+		return;
+	lc->max = srv->limit_auth_fail;
+	lc->window_ms = srv->limit_auth_fail_window_ms;
+}
+
+/* what the auth service said, for limit_auth_fail */
+static void
+auth_fail_count(struct auth_req *r, int status)
+{
+	struct limit_fail_conf	 lc;
+	char			 ubuf[65];
+	int			 by;
+
+	limit_fail_conf(&lc, r->hdr.server_id);
+	if (lc.max == 0)
+		return;
+	if (status == AUTH_STATUS_OK) {
+		limit_fail_forget_user(&lc, r->user);
+		return;
+	}
+	by = limit_fail_record(&lc, r->hdr.client_ip, r->user, auth_now_ms());
+	if (by & LIMIT_BY_ADDR)
+		log_warnx("limit_auth_fail: client=%s refused for %llu s "
+		    "after %u failed logins", r->hdr.client_ip,
+		    (unsigned long long)lc.window_ms / 1000, lc.max);
+	if (by & LIMIT_BY_USER)
+		log_warnx("limit_auth_fail: user=%s refused for %llu s "
+		    "after %u failed logins", user_log(r->user, ubuf,
+		    sizeof(ubuf)), (unsigned long long)lc.window_ms / 1000,
+		    lc.max);
+}
+
+/* limit_conn_per_ip: may this worker's new session go on? */
+static int
+auth_conn_recv(struct auth_chan *ch, struct imsg *imsg)
+{
+	struct auth_conn		 c;
+	struct auth_conn_verdict	 v;
+	struct server_conf		*srv;
+	unsigned int			 max = 0;
+
+	if (imsg_get_data(imsg, &c, sizeof(c)) == -1 ||
+	    memchr(c.client_ip, '\0', sizeof(c.client_ip)) == NULL) {
+		log_warnx("%s: worker %u: invalid message", __func__,
+		    ch->worker_id);
+		return (-1);
+	}
+	if (conf != NULL &&
+	    (srv = config_server_byid(conf, c.server_id)) != NULL)
+		max = srv->limit_conn_per_ip;
+	memset(&v, 0, sizeof(v));
+	v.id = c.id;
+	v.admit = limit_conn_open(ch, c.id, c.client_ip, max, c.recount);
+	if (!v.admit)
+		log_debug("client=%s: limit_conn_per_ip %u reached",
+		    c.client_ip, max);
+	if (!c.recount)
+		imsgev_compose(&ch->iev, IMSG_AUTH_CONN_VERDICT, 0, -1, &v,
+		    sizeof(v));
+	return (0);
+}
+
+static void
+auth_conn_close_recv(struct auth_chan *ch, struct imsg *imsg)
+{
+	uint32_t	 id;
+
+	if (imsg_get_data(imsg, &id, sizeof(id)) == -1) {
+		log_warnx("%s: worker %u: invalid message", __func__,
+		    ch->worker_id);
+		return;
+	}
+	limit_conn_close(ch, id);
 }
 
 /* -1: r was answered and freed */
@@ -888,10 +1032,12 @@ auth_req_done(struct auth_req *r, CURLcode rc)
 		evtimer_add(&r->waitev, &tv);
 		return;
 	case AUTH_STATUS_OK:
+		auth_fail_count(r, st);
 		auth_reply(r, &res, r->reply.user_set ? r->reply.user : "",
 		    r->reply.pass_set ? r->reply.pass : "", "");
 		return;
 	case AUTH_STATUS_FAIL:
+		auth_fail_count(r, st);
 		auth_reply(r, &res, "", "", r->reply.status);
 		return;
 	default:
@@ -904,10 +1050,18 @@ auth_req_done(struct auth_req *r, CURLcode rc)
 static void
 auth_req_wait(int fd, short event, void *arg)
 {
-	struct auth_req	*r = arg;
+	struct auth_req		*r = arg;
+	struct auth_result	 res;
 
 	r->waiting = 0;
-	auth_req_issue(r);
+	if (!r->limited) {
+		auth_req_issue(r);
+		return;
+	}
+	memset(&res, 0, sizeof(res));
+	res.status = AUTH_STATUS_FAIL;
+	res.limited = 1;
+	auth_reply(r, &res, "", "", LIMIT_AUTH_FAIL_TEXT);
 }
 
 /* the end of one HTTP exchange; the request itself lives on */

@@ -73,6 +73,11 @@ static int	session_new(struct imap_server *, int,
 		    struct sockaddr_storage *, socklen_t, int);
 static int	session_tls_start(struct session *);
 static void	session_greet(struct session *);
+static void	session_begin(struct session *);
+static void	conn_admit_ask(struct session *);
+static void	conn_send(struct session *, int);
+static void	conn_verdict(struct imsg *);
+static void	conn_release(struct session *);
 static int	sni_listen_dup(struct listen_conf *);
 static int	sni_select(struct session *);
 static void	session_tls_step(struct session *);
@@ -105,7 +110,8 @@ static void	auth_cancel(struct session *);
 static void	auth_result(struct imsg *);
 static int	auth_ok(struct session *, struct auth_result *,
 		    const char *, const char *);
-static int	auth_fail(struct session *, uint32_t, const char *, size_t);
+static int	auth_fail(struct session *, struct auth_result *, const char *,
+		    size_t);
 static int	auth_unavailable(struct session *, const char *, size_t);
 static void	auth_fail_reply(struct session *);
 static int	auth_delay_done(struct session *);
@@ -122,6 +128,7 @@ static int			 admission;	/* enum admission */
 static int			 draining;
 static int			 listening;
 static uint32_t			 auth_next_id;
+static uint32_t			 conn_next_id;	/* limit_conn_per_ip */
 
 static const struct {
 	const char	*name;
@@ -283,6 +290,7 @@ imap_auth_channel(struct imsg *imsg)
 {
 	struct session	*s, *next;
 	uint32_t	 wid;
+	unsigned int	 n = 0;
 	int		 fd;
 
 	if ((fd = imsg_get_fd(imsg)) == -1)
@@ -300,6 +308,14 @@ imap_auth_channel(struct imsg *imsg)
 		if (s->state == S_AUTH_WAIT && s->auth_id == 0 &&
 		    auth_send(s) != -1)
 			session_update(s);
+	/* a new auth process counts our clients for limit_conn_per_ip */
+	TAILQ_FOREACH(s, &sessions, entry)
+		if (s->conn_id != 0) {
+			conn_send(s, s->state != S_ADMIT);
+			n++;
+		}
+	if (n > 0)
+		log_info("limit_conn_per_ip: %u sessions counted again", n);
 }
 
 static void
@@ -317,6 +333,10 @@ imap_auth_lost(void)
 		session_unavailable(s, "authentication service unavailable",
 		    "auth process restarted", "auth unavailable");
 	}
+	/* no one to count: clients waiting for a verdict go on */
+	TAILQ_FOREACH_SAFE(s, &sessions, entry, next)
+		if (s->state == S_ADMIT)
+			session_begin(s);
 }
 
 static void
@@ -346,6 +366,9 @@ imap_dispatch_auth(int fd, short event, void *arg)
 		switch (imsg_get_type(&imsg)) {
 		case IMSG_AUTH_RESULT:
 			auth_result(&imsg);
+			break;
+		case IMSG_AUTH_CONN_VERDICT:
+			conn_verdict(&imsg);
 			break;
 		default:
 			fatalx("%s: unexpected imsg %d", __func__,
@@ -605,17 +628,100 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 	nsessions++;
 	log_debug("session start client=%s", s->client);
 
+	s->implicit_tls = ssl;
+	if (s->conf->limit_conn_per_ip > 0)
+		conn_admit_ask(s);
+	else
+		session_begin(s);
+	return (0);
+}
+
+/* admitted: TLS or the greeting */
+static void
+session_begin(struct session *s)
+{
+	s->state = S_PRELOGIN;
 	/* implicit TLS: the greeting waits for the handshake and its SNI */
-	if (ssl && session_tls_start(s) == -1)
-		return (0);
-	if (ssl)
+	if (s->implicit_tls && session_tls_start(s) == -1)
+		return;
+	if (s->implicit_tls)
 		s->sni_greet = 1;
 	else
 		session_greet(s);
 	session_timer(s, s->conf->timeout_ms);
 	if (client_flush(s) != -1)
 		session_update(s);
-	return (0);
+}
+
+/*
+ * limit_conn_per_ip: only the auth process sees every worker's clients,
+ * so it counts them.  Until it answers, the client is not read.  With
+ * no auth process (it is being restarted) the client goes on and is
+ * counted once the new one is there.
+ */
+static void
+conn_admit_ask(struct session *s)
+{
+	if (++conn_next_id == 0)
+		conn_next_id = 1;
+	s->conn_id = conn_next_id;
+	if (iev_auth == NULL) {
+		session_begin(s);
+		return;
+	}
+	s->state = S_ADMIT;
+	session_timer(s, s->conf->timeout_ms);
+	conn_send(s, 0);
+	session_update(s);
+}
+
+static void
+conn_send(struct session *s, int recount)
+{
+	struct auth_conn	 c;
+
+	memset(&c, 0, sizeof(c));
+	c.id = s->conn_id;
+	c.server_id = s->conf->id;
+	c.recount = recount;
+	strlcpy(c.client_ip, s->client_ip, sizeof(c.client_ip));
+	imsgev_compose(iev_auth, IMSG_AUTH_CONN_OPEN, 0, -1, &c, sizeof(c));
+}
+
+static void
+conn_verdict(struct imsg *imsg)
+{
+	struct auth_conn_verdict	 v;
+	struct session			*s;
+
+	if (imsg_get_data(imsg, &v, sizeof(v)) == -1)
+		fatalx("%s: bad message", __func__);
+	TAILQ_FOREACH(s, &sessions, entry)
+		if (s->state == S_ADMIT && s->conn_id == v.id)
+			break;
+	if (s == NULL)
+		return;
+	if (v.admit) {
+		session_begin(s);
+		return;
+	}
+	/* not counted: nothing to take back when it closes */
+	s->conn_id = 0;
+	/* a TLS client would take a line in the clear for garbage */
+	if (!s->implicit_tls)
+		client_reply(s, "* BYE [UNAVAILABLE] too many connections "
+		    "from your address");
+	session_finish(s, "limit_conn_per_ip");
+}
+
+/* the session ends: the auth process counts one less */
+static void
+conn_release(struct session *s)
+{
+	if (s->conn_id != 0 && iev_auth != NULL)
+		imsgev_compose(iev_auth, IMSG_AUTH_CONN_CLOSE, 0, -1,
+		    &s->conn_id, sizeof(s->conn_id));
+	s->conn_id = 0;
 }
 
 /* the handshake begins; -1 when it cannot and the session is closed */
@@ -754,6 +860,7 @@ void
 session_close(struct session *s, const char *reason)
 {
 	auth_cancel(s);
+	conn_release(s);
 	session_log_end(s, reason);
 	proxy_close_backend(s);
 	event_del(&s->ev_cread);
@@ -902,6 +1009,9 @@ session_timeout(int fd, short event, void *arg)
 	case S_CLOSING:
 		session_close(s, s->reason);
 		break;
+	case S_ADMIT:
+		session_close(s, "limit_conn_per_ip: no answer from auth");
+		break;
 	}
 }
 
@@ -958,6 +1068,7 @@ session_update(struct session *s)
 		bw = IOBUF_LEN(&s->c2b) > 0;
 		break;
 	case S_CLOSING:
+	case S_ADMIT:
 		break;
 	}
 	/* after STARTTLS, nothing more is read in the clear */
@@ -1876,7 +1987,7 @@ auth_result(struct imsg *imsg)
 			auth_ok(s, &res, user, pass);
 			break;
 		case AUTH_STATUS_FAIL:
-			auth_fail(s, res.wait, text, res.text_len);
+			auth_fail(s, &res, text, res.text_len);
 			break;
 		default:
 			auth_unavailable(s, text, res.text_len);
@@ -1929,13 +2040,16 @@ auth_ok(struct session *s, struct auth_result *res, const char *user,
 
 /* refused: Auth-Wait seconds before the NO slow down password guessing */
 static int
-auth_fail(struct session *s, uint32_t wait, const char *text, size_t len)
+auth_fail(struct session *s, struct auth_result *res, const char *text,
+    size_t len)
 {
-	char	 user[128];
-	size_t	 i;
+	char		 user[128];
+	size_t		 i;
+	uint32_t	 wait = res->wait;
 
-	log_info("login failed client=%s user=%s", s->client,
-	    log_safe(user, sizeof(user), s->user, strlen(s->user)));
+	log_info("login failed client=%s user=%s%s", s->client,
+	    log_safe(user, sizeof(user), s->user, strlen(s->user)),
+	    res->limited ? " (limit_auth_fail)" : "");
 	session_wipe_creds(s);
 	free(s->failtext);
 	if (len > HEADER_VALUE_LEN)
@@ -1952,7 +2066,8 @@ auth_fail(struct session *s, uint32_t wait, const char *text, size_t len)
 			s->failtext[i] = ' ';
 	if (wait == 0) {
 		auth_fail_reply(s);
-		return (session_finish(s, "login failed"));
+		return (session_finish(s, res->limited ? "limit_auth_fail" :
+		    "login failed"));
 	}
 	s->state = S_AUTH_DELAY;
 	session_timer(s, wait > 3600 ? 3600 * 1000 : wait * 1000);

@@ -40,6 +40,7 @@ enum session_state {
 	S_BACKEND_LOGIN,	/* login sent, waiting for its tagged reply */
 	S_RELAY,		/* logged in: bytes both ways */
 	S_CLOSING,		/* flushing the last replies, then close */
+	S_ADMIT,		/* limit_conn_per_ip: auth counts, we wait */
 };
 
 /* where an AUTHENTICATE exchange stands */
@@ -105,6 +106,8 @@ struct session {
 	char			 client[ADDR_STR_LEN];	/* addr:port */
 	char			 client_ip[INET6_ADDRSTRLEN];
 	uint16_t		 client_port;
+	int			 implicit_tls;	/* came on a "listen ... ssl" */
+	uint32_t		 conn_id;	/* counted by limit_conn_per_ip */
 	struct event		 ev_cread;
 	struct event		 ev_cwrite;
 	struct event		 ev_timer;	/* the one timer of a phase */
@@ -117,6 +120,7 @@ struct session {
 	int			 tls_rwantw;	/* a read waits for POLLOUT */
 	int			 tls_wwantr;	/* a write waits for POLLIN */
 	int			 tls_closed;	/* close_notify sent */
+	struct ctls_hello	*tls_hello;	/* ClientHello read before libtls */
 	int			 sni_greet;	/* greet once TLS is up (SNI) */
 	struct ccert		*ccert;		/* client certificate, or NULL */
 

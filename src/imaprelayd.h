@@ -179,6 +179,11 @@ struct server_conf {
 	char				 auth_tls_ca_file[TLS_PATH_MAX];
 	char				 auth_tls_cert_file[TLS_PATH_MAX];
 	char				 auth_tls_key_file[TLS_PATH_MAX];
+	/* kept by the auth process for every worker (limit.c); 0: off */
+	unsigned int			 limit_conn_per_ip;
+	unsigned int			 limit_auth_fail;	/* failures */
+	unsigned int			 limit_auth_fail_window_ms;
+	unsigned int			 limit_auth_fail_delay_ms;
 };
 TAILQ_HEAD(server_list, server_conf);
 
@@ -242,6 +247,9 @@ enum imsg_type {
 	IMSG_AUTH_REQUEST,	/* imap -> auth: struct auth_request + tail */
 	IMSG_AUTH_CANCEL,	/* imap -> auth: uint32_t request id */
 	IMSG_AUTH_RESULT,	/* auth -> imap: struct auth_result + tail */
+	IMSG_AUTH_CONN_OPEN,	/* imap -> auth: struct auth_conn */
+	IMSG_AUTH_CONN_VERDICT,	/* auth -> imap: struct auth_conn_verdict */
+	IMSG_AUTH_CONN_CLOSE,	/* imap -> auth: uint32_t session number */
 };
 
 /* IMSG_CFG_TLS_*: one piece of a PEM file, followed by its bytes */
@@ -337,6 +345,25 @@ struct auth_result {
 	uint32_t	 text_len;
 	uint32_t	 proxy_ssl;	/* Auth-Proxy-SSL: 0 unset, PTLS_* + 1 */
 	char		 proxy_ssl_name[NAME_MAX_LEN];	/* Auth-Proxy-SSL-Name */
+	uint32_t	 limited;	/* refused by limit_auth_fail */
+};
+
+/*
+ * limit_conn_per_ip: a worker asks the auth process before it greets a
+ * client of a server with the limit, and says when the session ends.
+ * After an auth restart a worker counts its sessions again (recount:
+ * no verdict is sent).
+ */
+struct auth_conn {
+	uint32_t	 id;		/* the worker's number for the session */
+	uint32_t	 server_id;
+	uint32_t	 recount;
+	char		 client_ip[INET6_ADDRSTRLEN];
+};
+
+struct auth_conn_verdict {
+	uint32_t	 id;
+	uint32_t	 admit;		/* 0: too many from that address */
 };
 
 /* a channel to a peer process, driven by libevent */

@@ -99,6 +99,10 @@
 #define CCERT_F_TRUSTED		0x08
 #define CCERT_F_PASS		0x10
 
+/* bits of psrv.limit_set */
+#define LIMIT_F_CONN		0x01
+#define LIMIT_F_AUTH_FAIL	0x02
+
 #define M_USER			0x01
 #define M_WORKERS		0x02
 #define M_PID			0x04
@@ -135,6 +139,7 @@ struct psrv {
 	int			 nkey;		/* ssl_certificate_key given */
 	unsigned int		 ccert_set;	/* CCERT_F_*: set here */
 	unsigned int		 ptls_set;	/* PTLS_F_*: set here */
+	unsigned int		 limit_set;	/* LIMIT_F_*: set here */
 	const char		*file;
 	int			 line;
 };
@@ -206,6 +211,9 @@ static const char *ptls_pem_path(struct psrv *, int, int);
 static void	ccert_merge(struct psrv *, struct psrv *);
 static int	ccert_finish(struct parser *, struct psrv *);
 static int	ccert_check(struct psrv *);
+static int	set_limit_conn(struct parser *, int, int, char **);
+static int	set_limit_auth_fail(struct parser *, int, int, char **);
+static void	limit_merge(struct psrv *, struct psrv *);
 static int	deny_tls(struct parser *, int, int, char **);
 static int	deny_ssl(struct parser *, int, int, char **);
 static int	deny_proto(struct parser *, int, int, char **);
@@ -260,6 +268,9 @@ static const struct directive directives[] = {
 	{ "proxy_pass",			C_MS,	1, 1,	0, set_proxy_pass },
 	{ "resolver",			C_MS,	1, -1,	0, set_ignore },
 	{ "resolver_timeout",		C_MS,	1, 1,	0, set_timeout },
+	/* limits the proxy keeps by itself (beyond nginx) */
+	{ "limit_conn_per_ip",		C_MS,	1, 1,	0, set_limit_conn },
+	{ "limit_auth_fail",		C_MS,	1, 3,	0, set_limit_auth_fail },
 	/* TLS towards clients */
 	{ "starttls",			C_MS,	1, 1,	0, set_starttls },
 	{ "ssl_certificate",		C_MS,	1, 1,	0, set_ssl_file },
@@ -1196,6 +1207,80 @@ set_size(struct parser *p, int ctx, int argc, char **argv)
 	return (0);
 }
 
+/* limit_conn_per_ip number; 0 turns off what mail{} set */
+static int
+set_limit_conn(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct psrv	*ps = level(p, ctx);
+	long long	 n;
+
+	if (ps->limit_set & LIMIT_F_CONN) {
+		perr(p, "\"%s\" directive is duplicate", argv[0]);
+		return (-1);
+	}
+	if (parse_number(p, argv, 0, 1000000, &n) == -1)
+		return (-1);
+	ps->limit_set |= LIMIT_F_CONN;
+	ps->srv->limit_conn_per_ip = n;
+	return (0);
+}
+
+/*
+ * limit_auth_fail number window [delay], or off: after number failed
+ * logins from one address, or for one user, within window, logins are
+ * refused for the rest of the window, after delay (default 2s, as
+ * Dovecot's auth_failure_delay), without asking the auth service.
+ */
+static int
+set_limit_auth_fail(struct parser *p, int ctx, int argc, char **argv)
+{
+	struct psrv		*ps = level(p, ctx);
+	struct server_conf	*srv = ps->srv;
+	long long		 n;
+	unsigned int		 window, delay = 2000;
+
+	if (ps->limit_set & LIMIT_F_AUTH_FAIL) {
+		perr(p, "\"%s\" directive is duplicate", argv[0]);
+		return (-1);
+	}
+	ps->limit_set |= LIMIT_F_AUTH_FAIL;
+	if (argc == 2 && strcmp(argv[1], "off") == 0) {
+		srv->limit_auth_fail = 0;
+		return (0);
+	}
+	if (argc == 2) {
+		perr(p, "\"%s\" directive needs a number and a window, "
+		    "or off", argv[0]);
+		return (-1);
+	}
+	if (parse_number(p, argv, 1, 1000000, &n) == -1)
+		return (-1);
+	if (parse_time(argv[2], &window) == -1 || window < 1000)
+		return (badvalue(p, argv, argv[2]));
+	if (argc == 4 && (parse_time(argv[3], &delay) == -1 ||
+	    delay > 60000))
+		return (badvalue(p, argv, argv[3]));
+	srv->limit_auth_fail = n;
+	srv->limit_auth_fail_window_ms = window;
+	srv->limit_auth_fail_delay_ms = delay;
+	return (0);
+}
+
+/* a server{} takes the limits of mail{} it does not set itself */
+static void
+limit_merge(struct psrv *mail, struct psrv *ps)
+{
+	struct server_conf	*s = ps->srv, *m = mail->srv;
+
+	if ((ps->limit_set & LIMIT_F_CONN) == 0)
+		s->limit_conn_per_ip = m->limit_conn_per_ip;
+	if ((ps->limit_set & LIMIT_F_AUTH_FAIL) == 0) {
+		s->limit_auth_fail = m->limit_auth_fail;
+		s->limit_auth_fail_window_ms = m->limit_auth_fail_window_ms;
+		s->limit_auth_fail_delay_ms = m->limit_auth_fail_delay_ms;
+	}
+}
+
 static int
 set_max_errors(struct parser *p, int ctx, int argc, char **argv)
 {
@@ -1978,6 +2063,7 @@ merge(struct psrv *mail, struct psrv *ps)
 	if (inherit & F_SSL_TICKETS)
 		s->tls_session_tickets = m->tls_session_tickets;
 	ccert_merge(mail, ps);
+	limit_merge(mail, ps);
 	/* certificates: all of mail's, only if the server names none */
 	if (ps->ncert == 0 && ps->nkey == 0) {
 		memcpy(s->tls_cert_file, m->tls_cert_file,

@@ -137,9 +137,10 @@ class DaemonTestCase(unittest.TestCase):
 
     # clients
 
-    def connect(self, port=None, greeting=True, timeout=10):
-        """A raw client; by default its greeting is read and checked."""
-        c = RawImap(port or self.port, timeout=timeout)
+    def connect(self, port=None, greeting=True, timeout=10, source=None):
+        """A raw client; by default its greeting is read and checked.
+        source: connect from this local address (127.0.0.x)."""
+        c = RawImap(port or self.port, timeout=timeout, source=source)
         self._clients.append(c)
         if greeting:
             c.expect_prefix("* OK ")

@@ -14,9 +14,14 @@ class Closed(Exception):
 
 
 class RawImap:
-    def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT):
+    def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT,
+                 source=None):
+        """source: the local address to connect from (any 127.x.y.z
+        works on Linux's loopback, to be another client address)."""
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout,
+            source_address=(source, 0) if source else None)
         self.buf = b""
         self.eof = False
         self.transcript = []    # ("C"|"S", bytes) for failure messages

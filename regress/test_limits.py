@@ -1,0 +1,260 @@
+"""limit_conn_per_ip and limit_auth_fail: limits the proxy keeps by
+itself, across every worker, to protect the backends and the auth
+service.  Clients use other loopback addresses (127.0.0.x) to be other
+client addresses."""
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+from lib import daemon as daemonlib
+from lib import util
+from lib.case import DaemonTestCase
+
+BYE_PER_IP = "* BYE [UNAVAILABLE] too many connections from your address"
+NO_LIMITED = "NO [UNAVAILABLE] too many failed logins, try again later"
+NO_FAILED = "NO [AUTHENTICATIONFAILED]"
+
+
+class ConnPerIp:
+    """limit_conn_per_ip, run in both isolation modes."""
+
+    def start_limited(self, n=2, **kw):
+        return self.start(server={"limit_conn_per_ip": n}, **kw)
+
+    def refused(self, source="127.0.0.1"):
+        c = self.connect(greeting=False, source=source)
+        c.expect(BYE_PER_IP)
+        c.expect_closed()
+        return c
+
+    def test_third_from_one_address_refused(self):
+        d = self.start_limited(2)
+        a = self.connect(source="127.0.0.1")
+        b = self.connect(source="127.0.0.1")
+        c = self.refused("127.0.0.1")
+        end = self.session_end(c.client_addr)
+        self.assertEqual(end["reason"], "limit_conn_per_ip")
+        # another address is not affected, and the first two work
+        other = self.connect(source="127.0.0.2")
+        self.login(other, tag="o")
+        self.login(a)
+        b.cmd("n NOOP")
+        self.assertEqual(b.read_until_tagged("n")[-1],
+                         "n OK NOOP completed")
+        # one leaves: its place is free again
+        a.cmd("z LOGOUT")
+        a.read_until_tagged("z")
+        self.session_end(a.client_addr)
+        again = self.connect(source="127.0.0.1")
+        self.login(again, tag="g")
+        self.assertTrue(d.running())
+
+    def test_logged_in_sessions_count(self):
+        self.start_limited(1)
+        a = self.connect(source="127.0.0.3")
+        self.login(a)
+        self.refused("127.0.0.3")
+
+
+class ConnPerIpConnection(ConnPerIp, DaemonTestCase):
+    ISOLATION = "connection"
+
+    def test_killed_worker_gives_its_place_back(self):
+        if not os.path.isdir("/proc/self/fd"):
+            self.skipTest("needs /proc to find a session's worker")
+        d = self.start_limited(1)
+        a = self.connect(source="127.0.0.4")
+        self.refused("127.0.0.4")
+        pids = util.pids_holding_connection(d.port, a.local_port,
+                                            d.pids("imap"))
+        self.assertEqual(len(pids), 1)
+        mark = d.mark()
+        os.kill(pids[0], signal.SIGKILL)
+        d.wait_for_log(r"\b%d\b.*(signal 9|killed)" % pids[0], since=mark)
+        self.assertTrue(a.is_closed(10))
+        # the auth process saw the worker's channel close
+        b = util.wait_until(lambda: self._greeted("127.0.0.4"), 10,
+                            what="a place for 127.0.0.4 again")
+        self.login(b)
+
+    def _greeted(self, source):
+        c = self.connect(greeting=False, source=source)
+        line = c.readline()
+        if line.startswith("* OK "):
+            return c
+        self.assertEqual(line, BYE_PER_IP)
+        c.close()
+        return None
+
+    def test_auth_restart_counts_open_sessions_again(self):
+        d = self.start_limited(2)
+        a = self.connect(source="127.0.0.5")
+        self.login(a)
+        old = d.pids("auth")
+        self.assertEqual(len(old), 1)
+        mark = d.mark()
+        os.kill(old[0], signal.SIGKILL)
+        util.wait_until(lambda: [p for p in d.pids("auth") if p != old[0]],
+                        10, what="a new auth process")
+        # the worker of a tells the new auth process about it
+        d.wait_for_log(r"limit_conn_per_ip: 1 sessions counted again",
+                       since=mark)
+        # so a and one newcomer make two, and the next is refused
+        self.connect(source="127.0.0.5")
+        self.refused("127.0.0.5")
+        # and the session itself was never disturbed
+        a.cmd("n NOOP")
+        self.assertTrue(a.read_until_tagged("n")[-1].startswith("n OK"))
+
+
+class ConnPerIpShared(ConnPerIp, DaemonTestCase):
+    ISOLATION = "shared"
+    WORKER_PROCESSES = 2
+
+
+class ConnPerIpTls(DaemonTestCase):
+    """On an implicit TLS port a refusal is a close: a line in the
+    clear would only be garbage to a TLS client."""
+
+    def test_tls_port_refusal_closes(self):
+        if shutil.which("openssl") is None:
+            self.skipTest("no openssl (Debian: apt-get install openssl)")
+        crt = os.path.join(self.tmp, "s.crt")
+        key = os.path.join(self.tmp, "s.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-days", "2", "-subj", "/CN=localhost",
+                        "-keyout", key, "-out", crt],
+                       check=True, capture_output=True)
+        os.chmod(key, 0o644)
+        port = util.free_port()
+        self.start(server={"listen": "127.0.0.1:%d ssl" % port,
+                               "limit_conn_per_ip": 1,
+                               "ssl_certificate": crt,
+                               "ssl_certificate_key": key})
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        first = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(first.close)
+        tls = ctx.wrap_socket(first)
+        self.assertTrue(tls.recv(100).startswith(b"* OK "))
+        second = socket.create_connection(("127.0.0.1", port),
+                                          timeout=10)
+        self.addCleanup(second.close)
+        # no ServerHello and no clear text: the proxy just closes
+        self.assertEqual(second.recv(100), b"")
+        end = self.session_end("127.0.0.1:%d" % second.getsockname()[1])
+        self.assertEqual(end["reason"], "limit_conn_per_ip")
+
+
+class AuthFail(DaemonTestCase):
+    """limit_auth_fail: too many failed logins, then a delayed NO from
+    the proxy itself, without asking the auth service."""
+
+    def start_limited(self, spec=(3, "60s", "1s")):
+        return self.start(server={"limit_auth_fail": spec})
+
+    def attempt(self, source, user, password, tag="a"):
+        c = self.connect(source=source)
+        c.cmd('%s LOGIN %s "%s"' % (tag, user, password))
+        t0 = time.monotonic()
+        line = c.read_until_tagged(tag)[-1]
+        return c, line, time.monotonic() - t0
+
+    def test_address_blocked_after_failures(self):
+        d = self.start_limited()
+        for i, user in enumerate(("alice", "bob", "nosuchuser")):
+            c, line, _ = self.attempt("127.0.0.10", user, "wrong")
+            self.assertTrue(line.startswith("a " + NO_FAILED), line)
+        d.wait_for_log(r"limit_auth_fail: client=127\.0\.0\.10 refused "
+                       r"for 60 s after 3 failed logins")
+        asked = len(self.auth.requests)
+        # even the right password is refused now, after the delay
+        c, line, took = self.attempt("127.0.0.10", "alice",
+                                     self.password("alice"))
+        self.assertEqual(line, "a " + NO_LIMITED)
+        self.assertGreaterEqual(took, 0.9)
+        c.expect_closed()
+        self.assertEqual(len(self.auth.requests), asked,
+                         "the auth service was asked")
+        end = self.session_end(c.client_addr)
+        self.assertEqual(end["reason"], "limit_auth_fail")
+        # other addresses log in
+        c, line, _ = self.attempt("127.0.0.11", "alice",
+                                  self.password("alice"))
+        self.assertTrue(line.startswith("a OK"), line)
+
+    def test_user_blocked_from_any_address_any_case(self):
+        d = self.start_limited()
+        for i in range(3):
+            c, line, _ = self.attempt("127.0.0.%d" % (20 + i), "bob", "x")
+            self.assertTrue(line.startswith("a " + NO_FAILED), line)
+        d.wait_for_log(r"limit_auth_fail: user=bob refused for 60 s "
+                       r"after 3 failed logins")
+        c, line, _ = self.attempt("127.0.0.30", "BOB",
+                                  self.password("bob"))
+        self.assertEqual(line, "a " + NO_LIMITED)
+        # another user from the same addresses is fine
+        c, line, _ = self.attempt("127.0.0.20", "alice",
+                                  self.password("alice"))
+        self.assertTrue(line.startswith("a OK"), line)
+
+    def test_good_login_forgets_the_users_failures(self):
+        self.start_limited()
+        for src in ("127.0.0.40", "127.0.0.41"):
+            c, line, _ = self.attempt(src, "carol", "x")
+            self.assertTrue(line.startswith("a " + NO_FAILED), line)
+        c, line, _ = self.attempt("127.0.0.42", "carol",
+                                  self.password("carol").replace(
+                                      "\\", "\\\\").replace('"', '\\"'))
+        self.assertTrue(line.startswith("a OK"), line)
+        for src in ("127.0.0.43", "127.0.0.44"):
+            c, line, _ = self.attempt(src, "carol", "x")
+            self.assertTrue(line.startswith("a " + NO_FAILED), line)
+        # 4 failures in all, but 2 since the good login
+        c, line, _ = self.attempt("127.0.0.45", "carol", "x")
+        self.assertTrue(line.startswith("a " + NO_FAILED), line)
+
+    def test_off_by_default(self):
+        self.start()
+        for i in range(5):
+            c, line, _ = self.attempt("127.0.0.50", "alice", "wrong")
+            self.assertTrue(line.startswith("a " + NO_FAILED), line)
+        self.assertEqual(len(self.auth.requests), 5)
+
+
+class Config(DaemonTestCase):
+    def check(self, server):
+        path = os.path.join(self.tmp, "c.conf")
+        with open(path, "w") as f:
+            f.write(self.config(server=server))
+        return daemonlib.check_config(path)
+
+    def test_bad_values_refused_with_line(self):
+        for server, why in (
+                ({"limit_conn_per_ip": "many"},
+                 r'invalid value "many" in "limit_conn_per_ip" directive'),
+                ({"limit_auth_fail": "5"},
+                 r'"limit_auth_fail" directive needs a number and a '
+                 r'window, or off'),
+                ({"limit_auth_fail": ("5", "0s")},
+                 r'invalid value "0s" in "limit_auth_fail" directive'),
+                ({"limit_auth_fail": ("5", "10m", "2h")},
+                 r'invalid value "2h" in "limit_auth_fail" directive')):
+            rc, out = self.check(server)
+            self.assertNotEqual(rc, 0, server)
+            self.assertRegex(out, r"c\.conf:\d+: " + why)
+
+    def test_good_values_accepted(self):
+        for server in ({"limit_conn_per_ip": 0},
+                       {"limit_auth_fail": "off"},
+                       {"limit_auth_fail": ("5", "10m")},
+                       {"limit_auth_fail": ("5", "10m", "500ms")}):
+            rc, out = self.check(server)
+            self.assertEqual(rc, 0, (server, out))
