@@ -251,6 +251,26 @@ class Config(DaemonTestCase):
             self.assertNotEqual(rc, 0, server)
             self.assertRegex(out, r"c\.conf:\d+: " + why)
 
+    def test_auth_fail_needs_auth_http(self):
+        path = os.path.join(self.tmp, "c.conf")
+        proxy_pass = "127.0.0.1:%d" % self.dovecot.port
+        with open(path, "w") as f:
+            f.write(self.config(no_auth=True, mail={
+                "limit_auth_fail": ("5", "10m")},
+                server={"proxy_pass": proxy_pass}))
+        rc, out = daemonlib.check_config(path)
+        self.assertNotEqual(rc, 0)
+        self.assertRegex(out, r'c\.conf:\d+: "limit_auth_fail" needs '
+                         r'"auth_http" \("limit_auth_fail off" in this '
+                         r'server\)')
+        with open(path, "w") as f:
+            f.write(self.config(no_auth=True, mail={
+                "limit_auth_fail": ("5", "10m")},
+                server={"proxy_pass": proxy_pass,
+                        "limit_auth_fail": "off"}))
+        rc, out = daemonlib.check_config(path)
+        self.assertEqual(rc, 0, out)
+
     def test_good_values_accepted(self):
         for server in ({"limit_conn_per_ip": 0},
                        {"limit_auth_fail": "off"},

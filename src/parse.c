@@ -2272,6 +2272,13 @@ finish(struct parser *p, const char *file)
 			    "nor \"proxy_pass\"", ps->file, ps->line);
 			return (-1);
 		}
+		/* the failures counted are auth_http's refusals */
+		if (ps->srv->limit_auth_fail > 0 && !ps->srv->auth_http_set) {
+			log_warnx("%s:%d: \"limit_auth_fail\" needs "
+			    "\"auth_http\" (\"limit_auth_fail off\" in this "
+			    "server)", ps->file, ps->line);
+			return (-1);
+		}
 		if (tls_finish(p, ps) == -1)
 			return (-1);
 	}
