@@ -1,7 +1,9 @@
 """TLS towards clients: implicit TLS (listen ... ssl), STARTTLS and
-starttls only, ALPN, the Auth-SSL headers, handshake limits and the
-certificate checks at start.  A CA and server certificates (RSA and
-ECDSA) are made with openssl for the whole class."""
+starttls only, ALPN (and its refusal, against ALPACA), the certificate
+chosen by the key types a client can verify, the Auth-SSL headers,
+handshake limits and the certificate checks at start.  A CA and server
+certificates (RSA and ECDSA) are made with openssl for the whole
+class."""
 
 import imaplib
 import os
@@ -25,8 +27,9 @@ def _openssl(*args, cwd):
 
 def make_pki(d):
     """ca.crt, and rsa.crt/rsa.key (CN localhost, SAN localhost and
-    127.0.0.1) and ecdsa.crt/ecdsa.key (SAN ecdsa.test), both signed by
-    the CA."""
+    127.0.0.1), ecdsa.crt/ecdsa.key (SAN ecdsa.test) and
+    ecdsa-local.crt/ecdsa-local.key (P-256, the same names as rsa.crt),
+    all signed by the CA."""
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
              "-subj", "/CN=imaprelayd regress CA", "-keyout", "ca.key",
              "-out", "ca.crt", cwd=d)
@@ -35,9 +38,13 @@ def make_pki(d):
              "subjectAltName=DNS:localhost,IP:127.0.0.1"),
             ("ecdsa", ["-newkey", "ec", "-pkeyopt",
                        "ec_paramgen_curve:prime256v1"],
-             "subjectAltName=DNS:ecdsa.test")):
+             "subjectAltName=DNS:ecdsa.test"),
+            ("ecdsa-local", ["-newkey", "ec", "-pkeyopt",
+                             "ec_paramgen_curve:prime256v1"],
+             "subjectAltName=DNS:localhost,IP:127.0.0.1")):
         _openssl("req", "-new", "-nodes", *key, "-subj",
-                 "/CN=%s" % ("localhost" if name == "rsa" else "ecdsa.test"),
+                 "/CN=%s" % ("ecdsa.test" if name == "ecdsa" else
+                             "localhost"),
                  "-keyout", name + ".key", "-out", name + ".csr", cwd=d)
         with open(os.path.join(d, name + ".ext"), "w") as f:
             f.write(san + "\n")
@@ -211,9 +218,92 @@ class ImplicitTls(TlsCase):
         self.assertIn(b"* OK", t.recv(4096))
 
     def test_alpn_without_imap_fails(self):
-        self.skipTest("libtls answers a client whose ALPN list lacks "
-                      "\"imap\" without ALPN instead of failing the "
-                      "handshake (tls_server.c alpn callback: NOACK)")
+        # ALPACA: a connection meant for another protocol is refused
+        # with no_application_protocol, never answered as IMAP
+        d = self.start_tls()
+        mark = d.mark()
+        r = s_client(self.port, "-alpn", "h2")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn(b"no application protocol", r.stderr)
+        self.assertNotIn(b"* OK", r.stdout)
+        d.wait_for_log(r'session end client=127\.0\.0\.1:\d+ .*'
+                       r'reason="tls: client ALPN lacks imap"', since=mark)
+
+    def test_alpn_without_imap_fails_python(self):
+        self.start_tls()
+        with self.assertRaisesRegex(ssl.SSLError,
+                                    "no application protocol"):
+            self.imaps(alpn=["h2", "http/1.1"])
+
+    def test_alpn_list_with_imap_selects_imap(self):
+        self.start_tls()
+        r = s_client(self.port, "-alpn", "h2,imap", "-CAfile",
+                     self.pem("ca.crt"))
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertIn(b"ALPN protocol: imap", r.stdout)
+        self.assertIn(b"a OK LOGOUT completed", r.stdout)
+
+    def test_no_alpn_still_works(self):
+        self.start_tls()
+        r = s_client(self.port, "-CAfile", self.pem("ca.crt"))
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertIn(b"No ALPN negotiated", r.stdout)
+        self.assertIn(b"a OK LOGOUT completed", r.stdout)
+
+    def test_alpn_refused_after_starttls(self):
+        d = self.start_tls(ssl_listen=False, starttls="on")
+        mark = d.mark()
+        r = s_client(self.port, "-starttls", "imap", "-alpn", "h2")
+        self.assertNotEqual(0, r.returncode)
+        self.assertIn(b"no application protocol", r.stderr)
+        d.wait_for_log(r'reason="tls: client ALPN lacks imap"', since=mark)
+
+    def test_fragmented_hello_is_read(self):
+        # a ClientHello split into one-byte records and sent in pieces
+        # reaches libtls whole; the session then goes on as usual
+        self.start_tls()
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self._clients.append(s)
+        hello = client_hello_records(self.context(alpn=["imap"]), 1)
+        for i in range(0, len(hello), 50):
+            s.sendall(hello[i:i + 50])
+        s.settimeout(10)
+        # the server's flight begins with a handshake record
+        self.assertEqual(22, s.recv(1)[0])
+
+    def test_alpn_refused_past_inserted_records(self):
+        # records a man in the middle can add without breaking the
+        # handshake (a warning alert, an empty record) do not hide
+        # the ALPN list
+        d = self.start_tls()
+        mark = d.mark()
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self._clients.append(s)
+        hello = client_hello_records(self.context(alpn=["h2"]), 200)
+        s.sendall(b"\x15\x03\x03\x00\x02\x01\x5a" +
+                  b"\x16\x03\x01\x00\x00" + hello)
+        s.settimeout(10)
+        self.assertEqual(b"\x15\x03\x03\x00\x02\x02\x78", s.recv(100))
+        d.wait_for_log(r'session end client=%s:%d .*reason="tls: client '
+                       r'ALPN lacks imap"' % s.getsockname()[:2],
+                       since=mark)
+
+    def test_hello_in_too_many_records_refused(self):
+        # bounded: a hello of 16000 bytes in one-byte records does not
+        # fit the buffer, and is not passed to libtls unread either
+        d = self.start_tls()
+        mark = d.mark()
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self._clients.append(s)
+        msg = b"\x01\x00\x3e\x80" + b"\x03\x03" + b"\x00" * 3000
+        try:
+            s.sendall(b"".join(b"\x16\x03\x01\x00\x01" + msg[i:i + 1]
+                               for i in range(len(msg))))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        d.wait_for_log(r'session end client=%s:%d .*reason="tls: client '
+                       r'hello too fragmented"' % s.getsockname()[:2],
+                       since=mark)
 
     def test_stalled_handshake_closed_after_timeout(self):
         d = self.start_tls(timeout="1s")
@@ -242,6 +332,110 @@ class ImplicitTls(TlsCase):
             pass
         d.wait_for_log(r'session end client=%s:%d .*reason="tls handshake '
                        r'failed: ' % s.getsockname()[:2])
+
+
+def s_client(port, *args):
+    """openssl s_client to the proxy, saying LOGOUT; the result."""
+    cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+           "-ign_eof"] + list(args)
+    return subprocess.run(cmd, input=b"a LOGOUT\r\n", capture_output=True,
+                          timeout=30)
+
+
+def client_hello_records(ctx, size):
+    """The ClientHello ctx sends, cut into records of size bytes."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    raw = out.read()
+    assert raw[0] == 22
+    msg = raw[5:5 + int.from_bytes(raw[3:5], "big")]
+    recs = b""
+    for i in range(0, len(msg), size):
+        part = msg[i:i + size]
+        recs += raw[:3] + len(part).to_bytes(2, "big") + part
+    return recs
+
+
+class KeyType(TlsCase):
+    """An RSA and an ECDSA pair for the same names: each client gets the
+    certificate it can verify, as with nginx."""
+
+    def start_pairs(self, first="rsa", **extra):
+        other = "ecdsa-local" if first == "rsa" else "rsa"
+        return self.start_tls(
+            ssl_certificate=[self.pem(first + ".crt"),
+                             self.pem(other + ".crt")],
+            ssl_certificate_key=[self.pem(first + ".key"),
+                                 self.pem(other + ".key")], **extra)
+
+    def key_type(self, *args):
+        """The public key algorithm of the certificate s_client saw."""
+        r = s_client(self.port, "-CAfile", self.pem("ca.crt"),
+                     "-verify_return_error", *args)
+        self.assertEqual(0, r.returncode, r.stderr)
+        self.assertIn(b"a OK LOGOUT completed", r.stdout)
+        pem = r.stdout[r.stdout.index(b"-----BEGIN CERTIFICATE-----"):
+                       r.stdout.index(b"-----END CERTIFICATE-----") + 25]
+        t = subprocess.run(["openssl", "x509", "-noout", "-text"],
+                           input=pem, capture_output=True, check=True,
+                           timeout=30)
+        for line in t.stdout.decode().splitlines():
+            if "Public Key Algorithm:" in line:
+                alg = line.split(":", 1)[1].strip()
+                return {"rsaEncryption": "rsa",
+                        "id-ecPublicKey": "ecdsa"}.get(alg, alg)
+        self.fail("no key algorithm in %r" % t.stdout)
+
+    def test_tls13_ecdsa_sigalgs_get_ecdsa(self):
+        self.start_pairs()
+        self.assertEqual("ecdsa", self.key_type("-tls1_3", "-sigalgs",
+                                                "ECDSA+SHA256"))
+
+    def test_tls13_rsa_sigalgs_get_rsa(self):
+        self.start_pairs(first="ecdsa-local")
+        self.assertEqual("rsa", self.key_type(
+            "-tls1_3", "-sigalgs", "RSA-PSS+SHA256:RSA+SHA256"))
+
+    def test_tls12_ecdhe_rsa_gets_rsa(self):
+        self.start_pairs(first="ecdsa-local")
+        self.assertEqual("rsa", self.key_type(
+            "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"))
+
+    def test_tls12_ecdhe_ecdsa_gets_ecdsa(self):
+        self.start_pairs()
+        self.assertEqual("ecdsa", self.key_type(
+            "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"))
+
+    def test_default_client_gets_ecdsa(self):
+        self.start_pairs()
+        self.assertEqual("ecdsa", self.key_type())
+
+    def test_tls12_only_server_decides_by_cipher(self):
+        # the client offers TLS 1.3 with ECDSA schemes, but the server
+        # speaks TLS 1.2 only: the cipher suites decide
+        self.start_pairs(first="ecdsa-local", ssl_protocols="TLSv1.2")
+        self.assertEqual("rsa", self.key_type(
+            "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"))
+
+    def test_other_names_stay_for_sni(self):
+        # rsa.crt for localhost, ecdsa.crt for ecdsa.test: no stand-ins,
+        # a client without SNI gets the first pair whatever it verifies
+        self.start_tls()
+        self.assertEqual("rsa", self.key_type("-sigalgs",
+                                              "ECDSA+SHA256:RSA-PSS+SHA256"))
+
+    def test_imaplib_login_with_both_pairs(self):
+        self.start_pairs()
+        c = imaplib.IMAP4_SSL("127.0.0.1", self.port,
+                              ssl_context=self.context(), timeout=30)
+        self._clients.append(c)
+        c.login("alice", self.password("alice"))
+        self.assertEqual("OK", c.select("INBOX")[0])
+        c.logout()
 
 
 class StartTls(TlsCase):

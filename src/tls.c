@@ -30,20 +30,44 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tls.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "imaprelayd.h"
 #include "imap.h"
+#include "chello.h"
 
-static struct tls_config *ctls_config(struct config *, struct server_conf *);
+static struct tls_config *ctls_config(struct config *, struct server_conf *,
+		    int);
+static struct tls *ctls_context(struct config *, struct server_conf *, int);
 static int	ctls_keypairs(struct tls_config *, struct config *,
-		    struct server_conf *);
-static struct tls_pem *ctls_pem(struct config *, uint32_t, uint32_t, int);
-static int	ctls_pairs(struct tls_config *, struct config *,
 		    struct server_conf *, int);
+static struct tls_pem *ctls_pem(struct config *, uint32_t, uint32_t, int);
+static int	ctls_pair_add(struct tls_config *, struct config *,
+		    struct server_conf *, int, int);
+static int	ctls_pair_type(struct config *, struct server_conf *, int,
+		    int *);
+static int	ctls_pair_pass(struct config *, struct server_conf *, int,
+		    int, int);
+static int	ctls_first(struct config *, struct server_conf *, int);
+static int	ctls_keytypes(struct config *, struct server_conf *, int *);
+static void	ctls_server_free(struct tls *);
+static int	ctls_hello(struct session *);
+static struct tls *ctls_pick(struct session *, struct chello *);
+static void	ctls_alert(struct session *, unsigned char);
+static void	ctls_hello_free(struct session *);
+static ssize_t	ctls_cb_read(struct tls *, void *, size_t, void *);
+static ssize_t	ctls_cb_write(struct tls *, const void *, size_t, void *);
 static int	ticket_config(struct tls_config *, struct server_conf *);
 static void	ticket_keep(struct tls_config *);
 
@@ -73,22 +97,185 @@ ctls_pem(struct config *conf, uint32_t id, uint32_t pair, int key)
 }
 
 /*
- * The first pair is the default; libtls picks a further pair only by
- * the name a client asks for (SNI), not by its key type.
+ * Key types.  libtls picks a further pair only by the name a client
+ * asks for (SNI), never by what the client can verify.  A server whose
+ * pairs (its own and its SNI siblings') hold both RSA and ECDSA keys
+ * gets two contexts, one preferring each type, and ctls_hello() picks
+ * one from the ClientHello, as OpenSSL does for nginx.  A context's
+ * default pair is the server's first, or a pair of its type for the
+ * same names; after it the preferred type's pairs come first, so that
+ * a name both types carry selects the preferred one by SNI too.
+ */
+#define KEY_RSA		1
+#define KEY_EC		2
+
+struct ctls_alt {
+	struct tls	*deflt;		/* the server's srv->tls */
+	struct tls	*ctx[3];	/* by KEY_* */
+	int		 ecbits;	/* the ECDSA pair's curve */
+};
+static struct ctls_alt	*ctls_alts;
+static size_t		 ctls_nalts;
+
+/* a pair's certificate, parsed; NULL if it has none */
+static X509 *
+ctls_pair_x509(struct config *conf, struct server_conf *sc, int i)
+{
+	struct tls_pem	*cert;
+	BIO		*bio;
+	X509		*x;
+
+	if ((cert = ctls_pem(conf, sc->id, i, 0)) == NULL ||
+	    cert->len > INT_MAX)
+		return (NULL);
+	if ((bio = BIO_new_mem_buf(cert->data, (int)cert->len)) == NULL)
+		fatalx("%s: BIO_new_mem_buf", __func__);
+	x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	/* what failed here libtls says when it loads the pair */
+	ERR_clear_error();
+	return (x);
+}
+
+/* KEY_* of a pair's certificate, 0 for others; bits of an EC curve */
+static int
+ctls_pair_type(struct config *conf, struct server_conf *sc, int i,
+    int *bits)
+{
+	X509		*x;
+	EVP_PKEY	*pk;
+	int		 type = 0;
+
+	if ((x = ctls_pair_x509(conf, sc, i)) == NULL)
+		return (0);
+	if ((pk = X509_get0_pubkey(x)) != NULL) {
+		switch (EVP_PKEY_base_id(pk)) {
+		case EVP_PKEY_RSA:
+			type = KEY_RSA;
+			break;
+		case EVP_PKEY_EC:
+			type = KEY_EC;
+			if (bits != NULL)
+				*bits = EVP_PKEY_bits(pk);
+			break;
+		}
+	}
+	X509_free(x);
+	return (type);
+}
+
+/*
+ * Whether two pairs are for the same names (the same subjectAltName,
+ * or without one the same subject): only then is one the other's
+ * stand-in for clients of the other key type.  Pairs for other names
+ * stay for SNI alone.
+ */
+static int
+ctls_same_names(struct config *conf, struct server_conf *sc, int i, int j)
+{
+	X509			*a, *b;
+	ASN1_OCTET_STRING	*sa, *sb;
+	int			 ia, ib, same = 0;
+
+	a = ctls_pair_x509(conf, sc, i);
+	b = ctls_pair_x509(conf, sc, j);
+	if (a != NULL && b != NULL) {
+		ia = X509_get_ext_by_NID(a, NID_subject_alt_name, -1);
+		ib = X509_get_ext_by_NID(b, NID_subject_alt_name, -1);
+		if (ia >= 0 && ib >= 0) {
+			sa = X509_EXTENSION_get_data(X509_get_ext(a, ia));
+			sb = X509_EXTENSION_get_data(X509_get_ext(b, ib));
+			same = ASN1_STRING_cmp(sa, sb) == 0;
+		} else if (ia < 0 && ib < 0)
+			same = X509_NAME_cmp(X509_get_subject_name(a),
+			    X509_get_subject_name(b)) == 0;
+	}
+	X509_free(a);
+	X509_free(b);
+	return (same);
+}
+
+/* which pair types a server's context holds: KEY_* bits */
+static int
+ctls_keytypes(struct config *conf, struct server_conf *sc, int *ecbits)
+{
+	struct server_conf	*o;
+	int			 i, types = 0;
+
+	TAILQ_FOREACH(o, &conf->servers, entry) {
+		if (o != sc && !sni_sibling(conf, sc, o))
+			continue;
+		for (i = 0; i < o->tls_npairs; i++)
+			types |= ctls_pair_type(conf, o, i,
+			    (types & KEY_EC) ? NULL : ecbits);
+	}
+	/* the ECDSA context's default pair says which curve counts */
+	if ((i = ctls_first(conf, sc, KEY_EC)) != -1 &&
+	    ctls_pair_type(conf, sc, i, NULL) == KEY_EC)
+		(void)ctls_pair_type(conf, sc, i, ecbits);
+	return (types);
+}
+
+/*
+ * The default pair of a context preferring a key type: the server's
+ * first, or the first of that type for the same names; -1 if none.
+ */
+static int
+ctls_first(struct config *conf, struct server_conf *sc, int prefer)
+{
+	int	 i;
+
+	if (sc->tls_npairs == 0)
+		return (-1);
+	if (prefer == 0 || ctls_pair_type(conf, sc, 0, NULL) == prefer)
+		return (0);
+	for (i = 1; i < sc->tls_npairs; i++)
+		if (ctls_pair_type(conf, sc, i, NULL) == prefer &&
+		    ctls_same_names(conf, sc, 0, i))
+			return (i);
+	return (0);
+}
+
+/* pass 0 takes the preferred type's pairs, pass 1 the others */
+static int
+ctls_pair_pass(struct config *conf, struct server_conf *sc, int i,
+    int prefer, int pass)
+{
+	if (prefer == 0)
+		return (pass == 0);
+	return ((ctls_pair_type(conf, sc, i, NULL) == prefer) == (pass == 0));
+}
+
+/*
+ * The default pair first (ctls_first()), then the rest, the servers
+ * told apart by SNI on one address included.
  */
 static int
 ctls_keypairs(struct tls_config *tc, struct config *conf,
-    struct server_conf *sc)
+    struct server_conf *sc, int prefer)
 {
 	struct server_conf	*o;
+	int			 first, i, pass;
 
-	if (ctls_pairs(tc, conf, sc, 0) == -1)
+	if ((first = ctls_first(conf, sc, prefer)) == -1)
+		first = 0;
+	if (ctls_pair_add(tc, conf, sc, first, 1) == -1)
 		return (-1);
-	/* servers told apart by SNI on one address: all their pairs */
-	TAILQ_FOREACH(o, &conf->servers, entry)
-		if (o != sc && sni_sibling(conf, sc, o) &&
-		    ctls_pairs(tc, conf, o, 1) == -1)
-			return (-1);
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < sc->tls_npairs; i++)
+			if (i != first &&
+			    ctls_pair_pass(conf, sc, i, prefer, pass) &&
+			    ctls_pair_add(tc, conf, sc, i, 0) == -1)
+				return (-1);
+		TAILQ_FOREACH(o, &conf->servers, entry) {
+			if (o == sc || !sni_sibling(conf, sc, o))
+				continue;
+			for (i = 0; i < o->tls_npairs; i++)
+				if (ctls_pair_pass(conf, o, i, prefer, pass) &&
+				    ctls_pair_add(tc, conf, o, i, 0) == -1)
+					return (-1);
+		}
+	}
 	return (0);
 }
 
@@ -111,39 +298,37 @@ sni_sibling(struct config *conf, struct server_conf *a,
 }
 
 static int
-ctls_pairs(struct tls_config *tc, struct config *conf,
-    struct server_conf *sc, int add)
+ctls_pair_add(struct tls_config *tc, struct config *conf,
+    struct server_conf *sc, int i, int deflt)
 {
 	struct tls_pem	*cert, *key;
-	int		 i, rv;
+	int		 rv;
 
-	for (i = 0; i < sc->tls_npairs; i++) {
-		cert = ctls_pem(conf, sc->id, i, 0);
-		key = ctls_pem(conf, sc->id, i, 1);
-		if (cert == NULL || key == NULL) {
-			log_warnx("certificate \"%s\": not received",
-			    sc->tls_cert_file[i]);
-			return (-1);
-		}
-		if (i == 0 && !add)
-			rv = tls_config_set_keypair_mem(tc, cert->data,
-			    cert->len, key->data, key->len);
-		else
-			rv = tls_config_add_keypair_mem(tc, cert->data,
-			    cert->len, key->data, key->len);
-		if (rv == -1) {
-			log_warnx("certificate \"%s\", key \"%s\": %s",
-			    sc->tls_cert_file[i], sc->tls_key_file[i],
-			    tls_config_error(tc));
-			return (-1);
-		}
+	cert = ctls_pem(conf, sc->id, i, 0);
+	key = ctls_pem(conf, sc->id, i, 1);
+	if (cert == NULL || key == NULL) {
+		log_warnx("certificate \"%s\": not received",
+		    sc->tls_cert_file[i]);
+		return (-1);
+	}
+	if (deflt)
+		rv = tls_config_set_keypair_mem(tc, cert->data, cert->len,
+		    key->data, key->len);
+	else
+		rv = tls_config_add_keypair_mem(tc, cert->data, cert->len,
+		    key->data, key->len);
+	if (rv == -1) {
+		log_warnx("certificate \"%s\", key \"%s\": %s",
+		    sc->tls_cert_file[i], sc->tls_key_file[i],
+		    tls_config_error(tc));
+		return (-1);
 	}
 	return (0);
 }
 
 /* a server's settings in libtls's terms; NULL (logged) if refused */
 static struct tls_config *
-ctls_config(struct config *conf, struct server_conf *sc)
+ctls_config(struct config *conf, struct server_conf *sc, int prefer)
 {
 	struct tls_config	*tc;
 	const char		*what;
@@ -180,7 +365,7 @@ ctls_config(struct config *conf, struct server_conf *sc)
 		tls_config_free(tc);
 		return (NULL);
 	}
-	if (ctls_keypairs(tc, conf, sc) == -1) {
+	if (ctls_keypairs(tc, conf, sc, prefer) == -1) {
 		tls_config_free(tc);
 		return (NULL);
 	}
@@ -193,19 +378,22 @@ ctls_config(struct config *conf, struct server_conf *sc)
 }
 
 /* a configured libtls server context, keys wiped; NULL (logged) if not */
-struct tls *
-ctls_server(struct config *conf, struct server_conf *sc)
+static struct tls *
+ctls_context(struct config *conf, struct server_conf *sc, int prefer)
 {
 	struct tls_config	*tc;
 	struct tls		*ctx;
+	int			 first;
 
-	if ((tc = ctls_config(conf, sc)) == NULL)
+	if ((tc = ctls_config(conf, sc, prefer)) == NULL)
 		return (NULL);
 	if ((ctx = tls_server()) == NULL)
 		fatal("tls_server");
 	if (tls_configure(ctx, tc) == -1) {
+		if ((first = ctls_first(conf, sc, prefer)) == -1)
+			first = 0;
 		log_warnx("server %s, certificate \"%s\": %s",
-		    sc->server_name, sc->tls_cert_file[0], tls_error(ctx));
+		    sc->server_name, sc->tls_cert_file[first], tls_error(ctx));
 		tls_free(ctx);
 		ctx = NULL;
 	}
@@ -215,6 +403,58 @@ ctls_server(struct config *conf, struct server_conf *sc)
 		ticket_keep(tc);
 	tls_config_free(tc);
 	return (ctx);
+}
+
+/*
+ * The server's context: that of its first pair.  With both key types
+ * a second one is kept aside for ctls_pick().
+ */
+struct tls *
+ctls_server(struct config *conf, struct server_conf *sc)
+{
+	struct ctls_alt	*a;
+	struct tls	*ec, *rsa;
+	int		 ecbits = 0;
+
+	if (ctls_keytypes(conf, sc, &ecbits) != (KEY_RSA | KEY_EC))
+		return (ctls_context(conf, sc, 0));
+	if ((ec = ctls_context(conf, sc, KEY_EC)) == NULL)
+		return (NULL);
+	if ((rsa = ctls_context(conf, sc, KEY_RSA)) == NULL) {
+		tls_free(ec);
+		return (NULL);
+	}
+	if ((a = reallocarray(ctls_alts, ctls_nalts + 1,
+	    sizeof(*a))) == NULL)
+		fatal(__func__);
+	ctls_alts = a;
+	a = &ctls_alts[ctls_nalts++];
+	memset(a, 0, sizeof(*a));
+	a->ctx[KEY_EC] = ec;
+	a->ctx[KEY_RSA] = rsa;
+	a->ecbits = ecbits;
+	a->deflt = ctls_pair_type(conf, sc, 0, NULL) == KEY_EC ? ec : rsa;
+	log_debug("server %s: rsa and ecdsa certificates (ecdsa %d bits)",
+	    sc->server_name, ecbits);
+	return (a->deflt);
+}
+
+/* a context from ctls_server(), and its sibling if it has one */
+static void
+ctls_server_free(struct tls *ctx)
+{
+	size_t	 i;
+
+	for (i = 0; i < ctls_nalts; i++)
+		if (ctls_alts[i].deflt == ctx)
+			break;
+	if (i == ctls_nalts) {
+		tls_free(ctx);
+		return;
+	}
+	tls_free(ctls_alts[i].ctx[KEY_EC]);
+	tls_free(ctls_alts[i].ctx[KEY_RSA]);
+	ctls_alts[i] = ctls_alts[--ctls_nalts];
 }
 
 /*
@@ -318,7 +558,7 @@ ctls_check(struct config *conf)
 			continue;
 		if ((ctx = ctls_server(conf, sc)) == NULL)
 			return (-1);
-		tls_free(ctx);
+		ctls_server_free(ctx);
 	}
 	return (ptls_check(conf));
 }
@@ -327,19 +567,163 @@ ctls_check(struct config *conf)
  * Per session.
  */
 
+/*
+ * The client's first bytes, read (not peeked: the read event is level
+ * triggered) until the ClientHello is whole, then handed to libtls
+ * through its I/O callbacks before anything more from the socket.
+ */
+struct ctls_hello {
+	unsigned char	 buf[CHELLO_RAW_MAX];
+	size_t		 len;
+	size_t		 off;		/* handed to libtls */
+	int		 err;		/* errno of a failed read, for libtls */
+};
+
 /* the TLS side of a new or STARTTLS client; the handshake follows */
 int
 ctls_start(struct session *s)
 {
-	if (tls_accept_socket(s->srv->tls, &s->tls, s->cfd) == -1) {
-		log_warnx("client=%s: tls_accept_socket: %s", s->client,
-		    tls_error(s->srv->tls));
-		s->tls = NULL;
+	if ((s->tls_hello = calloc(1, sizeof(*s->tls_hello))) == NULL) {
+		log_warn("client=%s: %s", s->client, __func__);
 		return (-1);
 	}
+	s->tls = NULL;
 	s->tls_state = TLSS_HANDSHAKE;
 	s->tls_want = CTLS_WANT_READ;	/* the client speaks first */
 	return (0);
+}
+
+/*
+ * Read the ClientHello, refuse an ALPN list without imap (ALPACA: a
+ * connection meant for another protocol must fail, not be answered as
+ * IMAP), choose the context and let libtls accept.  What is no hello
+ * goes to libtls with the server's context: its error is the one the
+ * log has always shown.  1: libtls goes on, 0: more to read, -1:
+ * the session is closed.
+ */
+static int
+ctls_hello(struct session *s)
+{
+	struct ctls_hello	*h = s->tls_hello;
+	struct chello		 ch;
+	struct tls		*ctx = s->srv->tls;
+	ssize_t			 n;
+	int			 r;
+
+	n = read(s->cfd, h->buf + h->len, sizeof(h->buf) - h->len);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return (0);
+	if (n == -1)
+		h->err = errno;
+	else
+		h->len += n;
+	r = n > 0 ? chello_parse(h->buf, h->len, &ch) : CHELLO_BAD;
+	if (r == CHELLO_MORE && h->len < sizeof(h->buf))
+		return (0);
+	/* real clients never split a hello so finely: no way round ALPN */
+	if (r == CHELLO_MORE) {
+		session_close(s, "tls: client hello too fragmented");
+		return (-1);
+	}
+	if (r == CHELLO_OK && chello_alpn_has(&ch, "imap") == 0) {
+		ctls_alert(s, 120);	/* no_application_protocol */
+		session_close(s, "tls: client ALPN lacks imap");
+		return (-1);
+	}
+	if (r == CHELLO_OK)
+		ctx = ctls_pick(s, &ch);
+	if (tls_accept_cbs(ctx, &s->tls, ctls_cb_read, ctls_cb_write,
+	    s) == -1) {
+		log_warnx("client=%s: tls_accept_cbs: %s", s->client,
+		    tls_error(ctx));
+		s->tls = NULL;
+		session_close(s, "tls setup failed");
+		return (-1);
+	}
+	return (1);
+}
+
+/* the context whose default certificate the client can verify */
+static struct tls *
+ctls_pick(struct session *s, struct chello *ch)
+{
+	struct ctls_alt	*a = NULL;
+	size_t		 i;
+	int		 tls13, ec;
+
+	for (i = 0; i < ctls_nalts; i++)
+		if (ctls_alts[i].deflt == s->srv->tls)
+			a = &ctls_alts[i];
+	if (a == NULL)
+		return (s->srv->tls);
+	tls13 = chello_tls13(ch) &&
+	    (s->srv->conf->tls_protocols & TLS_PROTOCOL_TLSv1_3);
+	ec = chello_ecdsa_ok(ch, tls13, a->ecbits);
+	log_debug("client=%s: hello sni=%s tls13=%s certificate=%s",
+	    s->client, ch->sni[0] != '\0' ? ch->sni : "-",
+	    tls13 ? "yes" : "no", ec ? "ecdsa" : "rsa");
+	return (a->ctx[ec ? KEY_EC : KEY_RSA]);
+}
+
+/* a fatal alert in a plaintext record, before any ServerHello */
+static void
+ctls_alert(struct session *s, unsigned char desc)
+{
+	unsigned char	 rec[7] = { 21, 3, 3, 0, 2, 2, 0 };
+
+	rec[6] = desc;
+	/* a fresh socket has room for 7 bytes; else the close says it */
+	if (write(s->cfd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+		log_debug("client=%s: tls alert not sent", s->client);
+}
+
+static void
+ctls_hello_free(struct session *s)
+{
+	free(s->tls_hello);
+	s->tls_hello = NULL;
+}
+
+/* libtls reads the hello's bytes first, then the socket */
+static ssize_t
+ctls_cb_read(struct tls *ctx, void *buf, size_t len, void *arg)
+{
+	struct session		*s = arg;
+	struct ctls_hello	*h = s->tls_hello;
+	ssize_t			 n;
+	int			 err;
+
+	if (h != NULL && h->off < h->len) {
+		if (len > h->len - h->off)
+			len = h->len - h->off;
+		memcpy(buf, h->buf + h->off, len);
+		h->off += len;
+		return (len);
+	}
+	if (h != NULL) {
+		err = h->err;
+		ctls_hello_free(s);
+		if (err != 0) {
+			errno = err;
+			return (-1);
+		}
+	}
+	if ((n = read(s->cfd, buf, len)) == -1 &&
+	    (errno == EAGAIN || errno == EINTR))
+		return (TLS_WANT_POLLIN);
+	return (n);
+}
+
+static ssize_t
+ctls_cb_write(struct tls *ctx, const void *buf, size_t len, void *arg)
+{
+	struct session	*s = arg;
+	ssize_t		 n;
+
+	if ((n = write(s->cfd, buf, len)) == -1 &&
+	    (errno == EAGAIN || errno == EINTR))
+		return (TLS_WANT_POLLOUT);
+	return (n);
 }
 
 /* 1: done, 0: call again when tls_want says, -1: failed, session closed */
@@ -350,6 +734,11 @@ ctls_handshake(struct session *s)
 	size_t	 i;
 	int	 r;
 
+	if (s->tls == NULL && (r = ctls_hello(s)) != 1) {
+		if (r == 0)
+			s->tls_want = CTLS_WANT_READ;
+		return (r);
+	}
 	r = tls_handshake(s->tls);
 	if (r == TLS_WANT_POLLIN || r == TLS_WANT_POLLOUT) {
 		s->tls_want = r == TLS_WANT_POLLIN ? CTLS_WANT_READ :
@@ -431,8 +820,14 @@ tlsio_write(struct tls *ctx, const void *buf, size_t len, int *wantr,
 ssize_t
 ctls_read(struct session *s, void *buf, size_t len)
 {
-	return (tlsio_read(s->tls, buf, len, &s->tls_more, &s->tls_rwantw,
-	    "client", s->client));
+	ssize_t	 n;
+
+	n = tlsio_read(s->tls, buf, len, &s->tls_more, &s->tls_rwantw,
+	    "client", s->client);
+	/* bytes read with the hello announce themselves no more */
+	if (s->tls_hello != NULL)
+		s->tls_more = 1;
+	return (n);
 }
 
 ssize_t
@@ -456,6 +851,7 @@ ctls_close(struct session *s)
 void
 ctls_free(struct session *s)
 {
+	ctls_hello_free(s);
 	if (s->tls == NULL)
 		return;
 	ctls_close(s);
