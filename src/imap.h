@@ -16,7 +16,9 @@
 
 /*
  * The imap worker: one struct session per client, shared by imap.c
- * (accept, pre-login dialogue, auth) and proxy.c (backend login, relay).
+ * (channels, accept, admission), session.c (a session's life and I/O),
+ * prelogin.c (pre-login dialogue, login through auth) and proxy.c
+ * (backend login, relay); TLS in tls.c, ccert.c and ptls.c.
  *
  * Functions that may end or close a session return -1; the caller must
  * then stop touching it (it may already be freed).
@@ -184,7 +186,26 @@ struct session {
 	uint64_t		 bytes_out;	/* backend -> client */
 };
 
-/* imap.c */
+TAILQ_HEAD(session_list, session);
+TAILQ_HEAD(imap_server_list, imap_server);
+
+/* imap.c: the worker's state, and the admission of new clients */
+extern struct config		*imap_conf;
+extern struct imsgev		 iev_parent;
+extern struct imsgev		*iev_auth;	/* NULL: auth restarting */
+extern struct session_list	 imap_sessions;
+extern struct imap_server_list	 imap_servers;
+extern unsigned int		 imap_nsessions;
+extern int			 imap_draining;
+void		 conn_admit_ask(struct session *);
+void		 conn_release(struct session *);
+
+/* session.c */
+int		 session_new(struct imap_server *, int,
+		    struct sockaddr_storage *, socklen_t, int);
+void		 session_begin(struct session *);
+void		 session_gone(void);
+const char	*session_caps(struct session *);
 uint64_t	 imap_now_ms(void);
 char		*memdup0(const void *, size_t);
 int		 iobuf_alloc(struct iobuf *, size_t);
@@ -209,6 +230,13 @@ int		 session_unavailable(struct session *, const char *,
 void		 session_wipe_creds(struct session *);
 const char	*log_safe(char *, size_t, const char *, size_t);
 const char	*log_quoted(char *, size_t, const char *);
+
+/* prelogin.c */
+int		 session_parse(struct session *);
+int		 auth_send(struct session *);
+void		 auth_cancel(struct session *);
+void		 auth_result(struct imsg *);
+int		 auth_delay_done(struct session *);
 
 /* tls.c */
 struct tls	*ctls_server(struct config *, struct server_conf *);

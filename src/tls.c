@@ -22,8 +22,9 @@
  * builds the same contexts once as a check, so that a key that does not
  * match its certificate stops the start instead of every worker.
  *
- * Everything libtls is here; imap.c calls these through client_read()
- * and client_write() and drives the handshake from its events.
+ * Everything libtls is here; session.c calls these through
+ * client_read() and client_write() and drives the handshake from its
+ * events.
  */
 
 #include <sys/types.h>
