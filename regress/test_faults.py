@@ -312,6 +312,10 @@ class Processes(DaemonTestCase):
         self.assertEqual(d.pids("parent"), [d.pid])
         self.assertEqual(len(d.pids("auth")), 1, titles)
         self.assertEqual(len(d.pids("imap")), 2, titles)
+        # exactly the title, nothing after it (libbsd may add a ".")
+        self.assertEqual(sorted(t.strip() for t in titles),
+                         ["imaprelayd: auth", "imaprelayd: imap",
+                          "imaprelayd: imap"])
         if os.geteuid() == 0:
             for pid in d.pids("auth") + d.pids("imap"):
                 self.assertNotEqual(procs[pid][2], "root", procs[pid])

@@ -368,7 +368,11 @@ child_exec(enum child_kind kind, int chan, struct config *conf)
 	if (log_fd != -1 && dup2(log_fd, PROC_LOG_FD) == -1)
 		fatal("dup2");
 	closefrom(log_fd != -1 ? PROC_LOG_FD + 1 : PROC_PARENT_FD + 1);
-	argv[argc++] = (char *)self_path;
+	/*
+	 * A short argv[0]: libbsd's setproctitle() marks a title shorter
+	 * than the original argv[0] with a trailing "." in ps.
+	 */
+	argv[argc++] = "imaprelayd";
 	argv[argc++] = "-P";
 	argv[argc++] = kind == CHILD_AUTH ? "auth" : "imap";
 	argv[argc++] = "-u";
