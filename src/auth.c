@@ -159,9 +159,17 @@ static void	curl_check_info(void);
 static size_t	curl_header_cb(char *, size_t, size_t, void *);
 static size_t	curl_body_cb(char *, size_t, size_t, void *);
 
+/*
+ * unix_paths: the auth_http unix: sockets of the configuration, from
+ * the parent's command line.  A socket outside the chroot could not be
+ * reached, so with any the process stays out of it; the sandbox still
+ * denies every file and lets only those paths be connected to.
+ */
 void
-auth_main(int debug, int verbose, const char *user)
+auth_main(int debug, int verbose, const char *user, char *const *unix_paths)
 {
+	int	 dochroot = unix_paths[0] == NULL;
+
 	log_procinit("auth");
 
 	/* libcurl reads its own files (and the CA bundle) only here */
@@ -169,7 +177,10 @@ auth_main(int debug, int verbose, const char *user)
 		fatalx("curl_global_init failed");
 	load_ca();
 
-	proc_privdrop(user, "auth", 1);
+	if (!dochroot && geteuid() == 0)
+		log_info("auth_http %s: the auth process is not chrooted",
+		    unix_paths[0]);
+	proc_privdrop(user, "auth", dochroot);
 
 	event_init();
 	signal(SIGPIPE, SIG_IGN);
@@ -181,7 +192,7 @@ auth_main(int debug, int verbose, const char *user)
 	evtimer_set(&curl_timer, curl_timer_event, NULL);
 
 	imsgev_init(&iev_parent, PROC_PARENT_FD, auth_dispatch_parent, NULL);
-	sandbox_auth();
+	sandbox_auth(unix_paths);
 
 	event_dispatch();
 	fatalx("event loop ended");

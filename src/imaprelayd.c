@@ -79,6 +79,10 @@ static const char	*conffile = IMAPRELAYD_CONF;
 static const char	*self_path;
 static int		 debug;
 static int		 verbose;
+/* a child's -U: the auth_http unix: sockets it must reach */
+#define UNIX_PATHS_MAX		16
+static char		*unix_paths[UNIX_PATHS_MAX + 1];
+static int		 nunix_paths;
 static int		 log_fd = -1;
 static int		 shutting_down;
 static int		 started;	/* "startup" logged */
@@ -348,10 +352,33 @@ generation_reap(struct generation *gen)
  * and the error_log file, if any, on fd 4.  A fresh exec gives every
  * child a fresh address space: no copy of the parent's memory.
  */
+/* the distinct auth_http unix: paths of a configuration, as -U args */
+static int
+unix_path_args(struct config *conf, char **argv, int argc)
+{
+	struct server_conf	*sc;
+	int			 i, n = 0;
+
+	TAILQ_FOREACH(sc, &conf->servers, entry) {
+		if (sc->auth_http.unix_path[0] == '\0')
+			continue;
+		for (i = 0; i < n; i++)
+			if (strcmp(argv[argc + 2 * i + 1],
+			    sc->auth_http.unix_path) == 0)
+				break;
+		if (i < n || n == UNIX_PATHS_MAX)
+			continue;
+		argv[argc + 2 * n] = "-U";
+		argv[argc + 2 * n + 1] = sc->auth_http.unix_path;
+		n++;
+	}
+	return (argc + 2 * n);
+}
+
 static pid_t
 child_exec(enum child_kind kind, int chan, struct config *conf)
 {
-	char	*argv[12];
+	char	*argv[12 + 2 * UNIX_PATHS_MAX];
 	int	 argc = 0, i;
 	pid_t	 pid;
 
@@ -383,6 +410,8 @@ child_exec(enum child_kind kind, int chan, struct config *conf)
 		argv[argc++] = "-L";
 	for (i = 0; i < verbose && i < 2; i++)
 		argv[argc++] = "-v";
+	if (kind == CHILD_AUTH)
+		argc = unix_path_args(conf, argv, argc);
 	argv[argc] = NULL;
 	execv(self_path, argv);
 	fatal("execv %s", self_path);
@@ -937,7 +966,7 @@ child_main(const char *proc, const char *user, int logfd)
 	if (logfd)
 		log_setfd(PROC_LOG_FD);
 	if (strcmp(proc, "auth") == 0)
-		auth_main(debug, verbose, user);
+		auth_main(debug, verbose, user, unix_paths);
 	if (strcmp(proc, "imap") == 0)
 		imap_main(debug, verbose, user);
 	fatalx("unknown process %s", proc);
@@ -951,7 +980,7 @@ main(int argc, char *argv[])
 	int		 ch, noaction = 0, logfd = 0;
 
 	log_init(1, LOG_DAEMON);	/* errors to stderr until we run */
-	while ((ch = getopt(argc, argv, "df:LnP:u:v")) != -1) {
+	while ((ch = getopt(argc, argv, "df:LnP:u:U:v")) != -1) {
 		switch (ch) {
 		case 'd':
 			debug = 1;
@@ -970,6 +999,11 @@ main(int argc, char *argv[])
 			break;
 		case 'u':
 			user = optarg;
+			break;
+		case 'U':
+			if (nunix_paths == UNIX_PATHS_MAX)
+				fatalx("too many -U");
+			unix_paths[nunix_paths++] = optarg;
 			break;
 		case 'v':
 			verbose++;

@@ -416,7 +416,7 @@ void		 set_nonblock(int);
 
 /* sandbox.c: the last step of every process's setup */
 void		 sandbox_parent(void);
-void		 sandbox_auth(void);
+void		 sandbox_auth(char *const *);	/* auth_http unix: paths */
 void		 sandbox_imap(void);
 #ifdef REGRESS_TRIGGERS
 int		 sandbox_regress_try(const char *, char *, size_t);
@@ -428,7 +428,8 @@ int		 ctls_check(struct config *);
 int		 ptls_check(struct config *);
 
 /* auth.c */
-__attribute__((noreturn)) void auth_main(int, int, const char *);
+__attribute__((noreturn)) void auth_main(int, int, const char *,
+		    char *const *);
 
 /* imap.c */
 __attribute__((noreturn)) void imap_main(int, int, const char *);

@@ -34,13 +34,18 @@ sandbox_parent(void)
 
 /*
  * No "dns": the parent resolves the auth service and the request pins
- * the address (CURLOPT_RESOLVE).  "unix" for auth_http unix:/path.
+ * the address (CURLOPT_RESOLVE).  "unix" and the sockets' paths alone
+ * for auth_http unix:/path.
  */
 void
-sandbox_auth(void)
+sandbox_auth(char *const *unix_paths)
 {
-	if (unveil("/", "") == -1 || pledge("stdio inet unix recvfd",
-	    NULL) == -1)
+	if (unveil("/", "") == -1)
+		fatal("unveil /");
+	for (; *unix_paths != NULL; unix_paths++)
+		if (unveil(*unix_paths, "rw") == -1)
+			fatal("unveil %s", *unix_paths);
+	if (pledge("stdio inet unix recvfd", NULL) == -1)
 		fatal("pledge");
 }
 
@@ -69,7 +74,7 @@ sandbox_parent(void)
 }
 
 void
-sandbox_auth(void)
+sandbox_auth(char *const *unix_paths)
 {
 	sandbox_reduced("auth");
 }

@@ -22,8 +22,10 @@ import argparse
 import hashlib
 import hmac
 import http.server
+import os
 import re
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -161,11 +163,18 @@ class _Server(http.server.ThreadingHTTPServer):
     request_queue_size = 1024
 
 
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The same service on a unix socket (auth_http unix:/path:/uri)."""
+    daemon_threads = True
+    request_queue_size = 1024
+
+
 class AuthService:
     """The auth_http service, running in a thread of the test process."""
 
     def __init__(self, backend_port, users, backend_host="127.0.0.1",
-                 host="127.0.0.1", port=0, verbose=False, ssl_context=None):
+                 host="127.0.0.1", port=0, verbose=False, ssl_context=None,
+                 unix_path=None):
         self.default_backend = (backend_host, backend_port)
         self.users = dict(users)
         self.verbose = verbose
@@ -173,9 +182,16 @@ class AuthService:
         self.cond = threading.Condition(self.lock)
         self._release = threading.Event()
         self.reset()
-        self.server = _Server((host, port), Handler)
+        self.unix_path = unix_path
+        if unix_path:
+            self.server = _UnixServer(unix_path, Handler)
+            # the proxy's auth process runs as the unprivileged user
+            os.chmod(unix_path, 0o666)
+            self.host, self.port = None, None
+        else:
+            self.server = _Server((host, port), Handler)
+            self.host, self.port = self.server.server_address[:2]
         self.server.service = self
-        self.host, self.port = self.server.server_address[:2]
         # https: an ssl.SSLContext for the server side
         self.https = ssl_context is not None
         if self.https:
@@ -187,6 +203,8 @@ class AuthService:
 
     @property
     def url(self):
+        if self.unix_path:
+            return "unix:%s:/auth" % self.unix_path
         return "%s://%s:%d/auth" % ("https" if self.https else "http",
                                     self.host, self.port)
 
@@ -216,6 +234,8 @@ class AuthService:
         self._release.set()
         self.server.shutdown()
         self.server.server_close()
+        if self.unix_path and os.path.exists(self.unix_path):
+            os.unlink(self.unix_path)
         with self.lock:
             conns = list(self.open_conns)
         for c in conns:
