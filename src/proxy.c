@@ -556,6 +556,11 @@ login_ok(struct session *s, const char *line, size_t len)
 	}
 	iobuf_add(&s->c2b, IOBUF_DATA(&s->in), n);
 	iobuf_free(&s->in);
+	/* no command is parsed any more: the parser's space goes too */
+	imap_cmd_clear(&s->cmd);
+	freezero(s->scratch, s->conf->imap_client_buffer);
+	s->scratch = NULL;
+	imap_cmd_init(&s->cmd, NULL, 0);
 	s->state = S_RELAY;
 	session_timer(s, s->conf->proxy_timeout_ms);
 	log_debug("login client=%s backend=%s", s->client, s->backend);

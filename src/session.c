@@ -494,10 +494,18 @@ memdup0(const void *data, size_t len)
 	return (p);
 }
 
+/*
+ * Not zeroed, and not wiped whole when freed: nothing is read past len,
+ * and no byte past len ever held data (iobuf_drain() and
+ * iobuf_compact() wipe what they give up), so wiping up to len is
+ * enough, also for what a writer consumed by moving off (the login
+ * with its password).  A page of an idle session's buffer that data
+ * never reached is never touched and costs no memory.
+ */
 int
 iobuf_alloc(struct iobuf *b, size_t size)
 {
-	if ((b->data = calloc(1, size)) == NULL)
+	if ((b->data = malloc(size)) == NULL)
 		return (-1);
 	b->size = size;
 	b->off = b->len = 0;
@@ -507,8 +515,10 @@ iobuf_alloc(struct iobuf *b, size_t size)
 void
 iobuf_free(struct iobuf *b)
 {
-	if (b->data != NULL)
-		freezero(b->data, b->size);
+	if (b->data != NULL) {
+		explicit_bzero(b->data, b->len);
+		free(b->data);
+	}
 	memset(b, 0, sizeof(*b));
 }
 
