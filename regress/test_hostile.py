@@ -22,22 +22,6 @@ BYE_TOO_MANY = "* BYE [UNAVAILABLE] too many connections"
 BYE_IDLE = "* BYE autologout; idle for too long"
 
 
-def proc_status(pid, field):
-    """A kB value of /proc/PID/status (VmRSS, VmHWM), None if gone."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
 def send_quietly(sock, data):
     """sendall that tolerates the server closing while we write."""
     try:
@@ -79,7 +63,7 @@ class BigInput(HostileTestCase):
         worker = d.pids("imap")
         self.assertEqual(len(worker), 1, worker)
         worker = worker[0]
-        hwm0 = proc_status(worker, "VmHWM")
+        hwm0 = util.proc_status(worker, "VmHWM")
         c = self.connect()
         t = threading.Thread(target=send_quietly,
                              args=(c.sock, b"a" * MiB), daemon=True)
@@ -90,7 +74,7 @@ class BigInput(HostileTestCase):
         t.join(10)
         # the worker never held more than its buffer: its peak RSS grew
         # by far less than the 1 MiB that was sent
-        hwm1 = proc_status(worker, "VmHWM")
+        hwm1 = util.proc_status(worker, "VmHWM")
         self.assertLess(hwm1 - hwm0, 512, "VmHWM %d -> %d kB"
                         % (hwm0, hwm1))
         self.assert_alive(other)
@@ -137,14 +121,14 @@ class Pipelining(HostileTestCase):
         d = self.start()
         other = self.bystander()
         worker = d.pids("imap")[0]
-        hwm0 = proc_status(worker, "VmHWM")
+        hwm0 = util.proc_status(worker, "VmHWM")
         c = self.connect()
         self._pipeline(c, read_late=False)
         # a client that sends them all and reads only later: the worker
         # stops reading it instead of queueing 10,000 replies
         c2 = self.connect()
         self._pipeline(c2, read_late=True)
-        hwm1 = proc_status(worker, "VmHWM")
+        hwm1 = util.proc_status(worker, "VmHWM")
         self.assertLess(hwm1 - hwm0, 1024, "VmHWM %d -> %d kB"
                         % (hwm0, hwm1))
         self.assert_alive(c)
@@ -313,7 +297,7 @@ class Flood(HostileTestCase):
         # settled: spares forked, nothing in flight
         time.sleep(0.5)
         imap0 = len(d.pids("imap"))
-        fds0 = fd_count(parent)
+        fds0 = util.fd_count(parent)
         socks = []
         for _ in range(cap + extra):
             s = socket.create_connection(("127.0.0.1", d.port), timeout=15)
@@ -361,10 +345,10 @@ class Flood(HostileTestCase):
                         what="a full cap served again")
         # no process or descriptor left behind
         util.wait_until(lambda: len(d.pids("imap")) == imap0 and
-                        fd_count(parent) == fds0, 10, interval=0.1,
+                        util.fd_count(parent) == fds0, 10, interval=0.1,
                         what="imap processes %d (now %d), parent fds %d "
                         "(now %d)" % (imap0, len(d.pids("imap")), fds0,
-                                      fd_count(parent)))
+                                      util.fd_count(parent)))
         self.assert_no_crash(d)
 
     def test_flood_past_cap_connection_mode(self):

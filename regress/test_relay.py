@@ -35,39 +35,9 @@ def big_message(size):
     return message("relay-%s" % uuid.uuid4(), body)
 
 
-def rss_kb(pid):
-    """VmRSS of pid in kB, None once it is gone."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def tcp_entries():
-    """[(local_port, remote_port, tx_queue, rx_queue, inode)] of every
-    TCP socket (/proc/net/tcp{,6})."""
-    out = []
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                lines = f.readlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            tx, rx = (int(x, 16) for x in f[4].split(":"))
-            out.append((int(f[1].rsplit(":", 1)[1], 16),
-                        int(f[2].rsplit(":", 1)[1], 16), tx, rx, f[9]))
-    return out
-
-
 def queues(local_port, remote_port):
     """(tx_queue, rx_queue) of the socket local_port <-> remote_port."""
-    for lp, rp, tx, rx, _ in tcp_entries():
+    for lp, rp, tx, rx, _ in util.tcp_entries():
         if lp == local_port and rp == remote_port:
             return tx, rx
     return None
@@ -94,7 +64,7 @@ def socket_inodes(pid):
 def local_ports_to(pid, remote_port):
     """Local ports of pid's TCP connections to remote_port."""
     inodes = socket_inodes(pid)
-    return {lp for lp, rp, _, _, ino in tcp_entries()
+    return {lp for lp, rp, _, _, ino in util.tcp_entries()
             if rp == remote_port and ino in inodes}
 
 
@@ -195,7 +165,7 @@ class RelayTests(DaemonTestCase):
         since = time.monotonic()
         deadline = since + deadline_s
         while True:
-            rss = rss_kb(pid)
+            rss = util.proc_status(pid, "VmRSS")
             self.assertIsNotNone(rss, "worker %d gone" % pid)
             peak = max(peak, rss)
             now = (rss, tuple(queues(*c) for c in conns))
@@ -269,7 +239,7 @@ class RelayTests(DaemonTestCase):
         bports = local_ports_to(worker, self.dovecot.port)
         self.assertEqual(len(bports), 1, bports)
         bport = bports.pop()
-        rss0 = rss_kb(worker)
+        rss0 = util.proc_status(worker, "VmRSS")
         c.cmd("f UID FETCH %d BODY[]" % uid)
         # not reading: wait until everything stands still
         conns = [(c.local_port, d.port),          # our receive queue
@@ -445,51 +415,18 @@ class RelayTests(DaemonTestCase):
 
     # 7. pre-login output backpressure
 
-    def test_prelogin_pipelined_noops_bounded(self):
+    def _noops_unread(self, n):
+        """n NOOPs pipelined by a client that reads nothing back, sent
+        from a thread; once the worker's RSS and the socket queues stand
+        still, the RSS must have grown by less than 2 MB.  Returns the
+        client, the writer thread, its errors and the queues."""
         d = self.start()
         c = SmallRcvbufImap(d.port, 4096, timeout=60)
         self._clients.append(c)
         c.expect_prefix("* OK ")
         worker = self._worker_of(d, c)
-        rss0 = rss_kb(worker)
-        n = 10000
+        rss0 = util.proc_status(worker, "VmRSS")
         data = b"".join(b"a%d NOOP\r\n" % i for i in range(n))
-        errors = []
-
-        def writer():
-            try:
-                c.sock.sendall(data)
-            except Exception as e:     # reported below
-                errors.append(e)
-        t = threading.Thread(target=writer, daemon=True)
-        t.start()
-        conns = [(c.local_port, d.port), (d.port, c.local_port)]
-        peak, _ = self._sample_until_still(worker, conns, rss0)
-        self.assertLess(peak - rss0, 2 * 1024,
-                        "worker RSS grew from %d to %d kB while the client "
-                        "did not read" % (rss0, peak))
-        for i in range(n):
-            c.expect("a%d OK NOOP completed" % i, timeout=30)
-        t.join(30)
-        self.assertFalse(t.is_alive())
-        self.assertEqual(errors, [])
-        self.assertEqual(c.buf, b"")
-        c.cmd("z NOOP")
-        c.expect("z OK NOOP completed")
-        self.assertTrue(c.still_open())
-
-    def test_prelogin_pipelined_noops_stop_reading(self):
-        # 10,000 replies fit the kernel's socket buffers; 300,000 (8 MB)
-        # do not, so the worker itself must stop reading commands
-        d = self.start()
-        c = SmallRcvbufImap(d.port, 4096, timeout=60)
-        self._clients.append(c)
-        c.expect_prefix("* OK ")
-        worker = self._worker_of(d, c)
-        rss0 = rss_kb(worker)
-        n = 300000
-        data = b"".join(b"a%d NOOP\r\n" % i for i in range(n))
-        want = b"".join(b"a%d OK NOOP completed\r\n" % i for i in range(n))
         errors = []
 
         def writer():
@@ -504,6 +441,27 @@ class RelayTests(DaemonTestCase):
         self.assertLess(peak - rss0, 2 * 1024,
                         "worker RSS grew from %d to %d kB while the client "
                         "did not read" % (rss0, peak))
+        return c, t, errors, q
+
+    def test_prelogin_pipelined_noops_bounded(self):
+        n = 10000
+        c, t, errors, _ = self._noops_unread(n)
+        for i in range(n):
+            c.expect("a%d OK NOOP completed" % i, timeout=30)
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(errors, [])
+        self.assertEqual(c.buf, b"")
+        c.cmd("z NOOP")
+        c.expect("z OK NOOP completed")
+        self.assertTrue(c.still_open())
+
+    def test_prelogin_pipelined_noops_stop_reading(self):
+        # 10,000 replies fit the kernel's socket buffers; 300,000 (8 MB)
+        # do not, so the worker itself must stop reading commands
+        n = 300000
+        want = b"".join(b"a%d OK NOOP completed\r\n" % i for i in range(n))
+        c, t, errors, q = self._noops_unread(n)
         # our commands wait in the worker's receive queue or our send
         # queue: it stopped reading them
         self.assertGreater(q[1][1] + q[0][0], 0,

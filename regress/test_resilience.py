@@ -27,21 +27,6 @@ UNAVAILABLE_AUTH = "a NO [UNAVAILABLE] authentication service unavailable"
 UNAVAILABLE_BACKEND = "a NO [UNAVAILABLE] backend unavailable"
 
 
-def proc_status(pid, field):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
 class FakeBackend:
     """A TCP server on 127.0.0.1 that misbehaves per connection:
     behaviour(conn) runs in a thread for each client."""
@@ -410,7 +395,7 @@ class Leaks(FaultTestCase):
             # the last session's close may still be in flight
             last = None
             for _ in range(50):
-                n = fd_count(w)
+                n = util.fd_count(w)
                 if n == last:
                     return n
                 last = n
@@ -418,7 +403,7 @@ class Leaks(FaultTestCase):
             return last
         for i in range(100):
             self._session(d.port)
-        fds0, rss0 = settled_fds(), proc_status(w, "VmRSS")
+        fds0, rss0 = settled_fds(), util.proc_status(w, "VmRSS")
         # the rest: four clients one session after the other each, so
         # that the run stays short (Dovecot forks per login)
         errors = []
@@ -437,7 +422,7 @@ class Leaks(FaultTestCase):
         for t in threads:
             t.join(self.TIME_LIMIT)
         self.assertEqual(errors, [])
-        fds1, rss1 = settled_fds(), proc_status(w, "VmRSS")
+        fds1, rss1 = settled_fds(), util.proc_status(w, "VmRSS")
         self.assertEqual(d.pids("imap"), [w])
         self.assertEqual(fds1, fds0, "worker fds %d -> %d" % (fds0, fds1))
         if not self.SANITIZED:

@@ -120,8 +120,8 @@ static void	auth_cancel_recv(struct auth_chan *, struct imsg *);
 static void	auth_req_start(struct auth_req *);
 static int	auth_req_limited(struct auth_req *);
 static void	auth_fail_count(struct auth_req *, int);
-static void	limit_fail_conf(struct limit_fail_conf *, uint32_t);
-static uint64_t	auth_now_ms(void);
+static struct server_conf *limit_fail_conf(struct limit_fail_conf *,
+		    uint32_t);
 static int	auth_conn_recv(struct auth_chan *, struct imsg *);
 static void	auth_conn_close_recv(struct auth_chan *, struct imsg *);
 static int	auth_req_issue(struct auth_req *);
@@ -148,7 +148,6 @@ static int	ccert_request_ok(const struct auth_request *,
 static void	slist_free_wipe(struct curl_slist *);
 static void	load_ca(void);
 #if LIBCURL_VERSION_NUM >= 0x074d00
-static struct tls_pem *atls_find(uint32_t, uint32_t, int);
 static int	atls_setopt(struct auth_req *);
 #endif
 static int	curl_sock_cb(CURL *, curl_socket_t, int, void *, void *);
@@ -589,12 +588,11 @@ auth_req_limited(struct auth_req *r)
 	char			 ubuf[65];
 	int			 by;
 
-	if (conf == NULL ||
-	    (srv = config_server_byid(conf, r->hdr.server_id)) == NULL)
+	if ((srv = limit_fail_conf(&lc, r->hdr.server_id)) == NULL ||
+	    lc.max == 0)
 		return (0);
-	limit_fail_conf(&lc, r->hdr.server_id);
 	if ((by = limit_fail_check(&lc, r->hdr.client_ip, r->user,
-	    auth_now_ms())) == 0)
+	    now_ms())) == 0)
 		return (0);
 	log_debug("login refused client=%s user=%s: limit_auth_fail (%s)",
 	    r->hdr.client_ip, user_log(r->user, ubuf, sizeof(ubuf)),
@@ -608,16 +606,8 @@ auth_req_limited(struct auth_req *r)
 	return (1);
 }
 
-static uint64_t
-auth_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
-static void
+/* a server's limit_auth_fail in limit.c's terms (max 0: off) */
+static struct server_conf *
 limit_fail_conf(struct limit_fail_conf *lc, uint32_t server_id)
 {
 	struct server_conf	*srv;
@@ -625,9 +615,10 @@ limit_fail_conf(struct limit_fail_conf *lc, uint32_t server_id)
 	memset(lc, 0, sizeof(*lc));
 	lc->server_id = server_id;
 	if (conf == NULL || (srv = config_server_byid(conf, server_id)) == NULL)
-		return;
+		return (NULL);
 	lc->max = srv->limit_auth_fail;
 	lc->window_ms = srv->limit_auth_fail_window_ms;
+	return (srv);
 }
 
 /* what the auth service said, for limit_auth_fail */
@@ -645,7 +636,7 @@ auth_fail_count(struct auth_req *r, int status)
 		limit_fail_forget_user(&lc, r->user);
 		return;
 	}
-	by = limit_fail_record(&lc, r->hdr.client_ip, r->user, auth_now_ms());
+	by = limit_fail_record(&lc, r->hdr.client_ip, r->user, now_ms());
 	if (by & LIMIT_BY_ADDR)
 		log_warnx("limit_auth_fail: client=%s refused for %llu s "
 		    "after %u failed logins", r->hdr.client_ip,
@@ -797,7 +788,7 @@ auth_req_setopt(struct auth_req *r, struct auth_url *au)
 	if (au->https && atls_setopt(r) == -1)
 		return (-1);
 	if (au->https && ca_blob.data != NULL &&
-	    atls_find(r->hdr.server_id, ATLS_PEM_CA, 0) == NULL) {
+	    config_pem(conf, r->hdr.server_id, ATLS_PEM_CA, 0) == NULL) {
 		SET(CURLOPT_CAINFO_BLOB, &ca_blob);
 		SET(CURLOPT_CAINFO, NULL);
 		SET(CURLOPT_CAPATH, NULL);
@@ -812,20 +803,11 @@ auth_req_setopt(struct auth_req *r, struct auth_url *au)
 }
 
 #if LIBCURL_VERSION_NUM >= 0x074d00
-/* auth_http_trusted_certificate and _certificate: bytes from the parent */
-static struct tls_pem *
-atls_find(uint32_t id, uint32_t pair, int key)
-{
-	struct tls_pem	*pem;
-
-	TAILQ_FOREACH(pem, &conf->tls_pems, entry)
-		if (pem->server_id == id && pem->pair == pair &&
-		    pem->key == key && pem->got == pem->len)
-			return (pem);
-	return (NULL);
-}
-
-/* libcurl copies the blobs: a reload may free the config meanwhile */
+/*
+ * auth_http_trusted_certificate and _certificate: bytes from the
+ * parent.  libcurl copies the blobs: a reload may free the config
+ * meanwhile.
+ */
 static int
 atls_setopt(struct auth_req *r)
 {
@@ -834,9 +816,9 @@ atls_setopt(struct auth_req *r)
 	CURLcode		 rc = CURLE_OK;
 	uint32_t		 id = r->hdr.server_id;
 
-	ca = atls_find(id, ATLS_PEM_CA, 0);
-	cert = atls_find(id, ATLS_PEM_CLIENT, 0);
-	key = atls_find(id, ATLS_PEM_CLIENT, 1);
+	ca = config_pem(conf, id, ATLS_PEM_CA, 0);
+	cert = config_pem(conf, id, ATLS_PEM_CLIENT, 0);
+	key = config_pem(conf, id, ATLS_PEM_CLIENT, 1);
 	b.flags = CURL_BLOB_COPY;
 	if (ca != NULL) {
 		b.data = ca->data;

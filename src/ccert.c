@@ -95,11 +95,7 @@ ccert_load(X509_STORE *store, struct config *conf, uint32_t id,
 
 	if (file[0] == '\0')
 		return (0);
-	TAILQ_FOREACH(pem, &conf->tls_pems, entry)
-		if (pem->server_id == id && pem->pair == pair &&
-		    pem->got == pem->len)
-			break;
-	if (pem == NULL) {
+	if ((pem = config_pem(conf, id, pair, 0)) == NULL) {
 		log_warnx("certificate \"%s\": not received", file);
 		return (-1);
 	}

@@ -140,6 +140,19 @@ config_server_new(struct config *conf)
 	return (srv);
 }
 
+/* a certificate or key file the parent read, once whole; NULL if not */
+struct tls_pem *
+config_pem(struct config *conf, uint32_t id, uint32_t pair, int key)
+{
+	struct tls_pem	*pem;
+
+	TAILQ_FOREACH(pem, &conf->tls_pems, entry)
+		if (pem->server_id == id && pem->pair == pair &&
+		    pem->key == key && pem->got == pem->len)
+			return (pem);
+	return (NULL);
+}
+
 struct server_conf *
 config_server_byid(struct config *conf, uint32_t id)
 {

@@ -245,17 +245,17 @@ imap_auth_channel(struct imsg *imsg)
 		fatal(__func__);
 	imsgev_init(iev_auth, fd, imap_dispatch_auth, NULL);
 
-	/* logins that waited for a channel go now */
-	TAILQ_FOREACH_SAFE(s, &imap_sessions, entry, next)
-		if (s->state == S_AUTH_WAIT && s->auth_id == 0 &&
-		    auth_send(s) != -1)
-			session_update(s);
-	/* a new auth process counts our clients for limit_conn_per_ip */
-	TAILQ_FOREACH(s, &imap_sessions, entry)
+	TAILQ_FOREACH_SAFE(s, &imap_sessions, entry, next) {
+		/* a new auth process counts them for limit_conn_per_ip */
 		if (s->conn_id != 0) {
 			conn_send(s, s->state != S_ADMIT);
 			n++;
 		}
+		/* logins that waited for a channel go now */
+		if (s->state == S_AUTH_WAIT && s->auth_id == 0 &&
+		    auth_send(s) != -1)
+			session_update(s);
+	}
 	if (n > 0)
 		log_info("limit_conn_per_ip: %u sessions counted again", n);
 }
@@ -269,16 +269,15 @@ imap_auth_lost(void)
 	free(iev_auth);
 	iev_auth = NULL;
 	TAILQ_FOREACH_SAFE(s, &imap_sessions, entry, next) {
-		if (s->state != S_AUTH_WAIT || s->auth_id == 0)
-			continue;
-		s->auth_id = 0;
-		session_unavailable(s, "authentication service unavailable",
-		    "auth process restarted", "auth unavailable");
-	}
-	/* no one to count: clients waiting for a verdict go on */
-	TAILQ_FOREACH_SAFE(s, &imap_sessions, entry, next)
-		if (s->state == S_ADMIT)
+		if (s->state == S_AUTH_WAIT && s->auth_id != 0) {
+			s->auth_id = 0;
+			session_unavailable(s,
+			    "authentication service unavailable",
+			    "auth process restarted", "auth unavailable");
+		} else if (s->state == S_ADMIT)
+			/* no one to count: clients waiting go on */
 			session_begin(s);
+	}
 }
 
 static void

@@ -206,7 +206,6 @@ int		 session_new(struct imap_server *, int,
 void		 session_begin(struct session *);
 void		 session_gone(void);
 const char	*session_caps(struct session *);
-uint64_t	 imap_now_ms(void);
 char		*memdup0(const void *, size_t);
 int		 iobuf_alloc(struct iobuf *, size_t);
 void		 iobuf_free(struct iobuf *);

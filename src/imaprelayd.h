@@ -399,6 +399,7 @@ struct config	*config_new(void);
 void		 config_free(struct config *);
 struct server_conf *config_server_new(struct config *);
 struct server_conf *config_server_byid(struct config *, uint32_t);
+struct tls_pem	*config_pem(struct config *, uint32_t, uint32_t, int);
 void		 config_send(struct imsgev *, struct config *, int);
 int		 config_recv(struct config *, struct imsg *);
 
@@ -413,6 +414,7 @@ const char	*sockaddr_str(const struct sockaddr *, char *, size_t);
 /* resolve user, chroot (when root and asked), setproctitle, drop ids */
 void		 proc_privdrop(const char *, const char *, int);
 void		 set_nonblock(int);
+uint64_t	 now_ms(void);	/* monotonic clock, milliseconds */
 
 /* sandbox.c: the last step of every process's setup */
 void		 sandbox_parent(void);

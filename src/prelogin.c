@@ -554,7 +554,7 @@ login_start(struct session *s, const char *user, size_t ulen,
 		    s->pass, s->pass_len));
 	}
 	s->state = S_AUTH_WAIT;
-	s->auth_start_ms = imap_now_ms();
+	s->auth_start_ms = now_ms();
 	/* auth enforces auth_http_timeout; this only guards against a hang */
 	session_timer(s, s->conf->auth_http_timeout_ms + s->conf->timeout_ms);
 	if (iev_auth == NULL)
@@ -656,7 +656,7 @@ auth_result(struct imsg *imsg)
 			break;
 	if (s != NULL) {
 		s->auth_id = 0;
-		s->auth_ms = imap_now_ms() - s->auth_start_ms;
+		s->auth_ms = now_ms() - s->auth_start_ms;
 		switch (res.status) {
 		case AUTH_STATUS_OK:
 			auth_ok(s, &res, user, pass);

@@ -47,18 +47,6 @@ struct ptls_server {
 static TAILQ_HEAD(, ptls_server) ptls_servers =
     TAILQ_HEAD_INITIALIZER(ptls_servers);
 
-static struct tls_pem *
-ptls_pem(struct config *conf, uint32_t id, uint32_t pair, int key)
-{
-	struct tls_pem	*pem;
-
-	TAILQ_FOREACH(pem, &conf->tls_pems, entry)
-		if (pem->server_id == id && pem->pair == pair &&
-		    pem->key == key && pem->got == pem->len)
-			return (pem);
-	return (NULL);
-}
-
 /* a server's backend settings in libtls's terms; NULL (logged) if not */
 static struct tls_config *
 ptls_config(struct config *conf, struct server_conf *sc)
@@ -78,13 +66,13 @@ ptls_config(struct config *conf, struct server_conf *sc)
 	if (!sc->proxy_ssl_verify) {
 		tls_config_insecure_noverifycert(tc);
 		tls_config_insecure_noverifyname(tc);
-	} else if ((ca = ptls_pem(conf, sc->id, PTLS_PEM_CA, 0)) != NULL) {
+	} else if ((ca = config_pem(conf, sc->id, PTLS_PEM_CA, 0)) != NULL) {
 		what = "proxy_ssl_trusted_certificate";
 		if (tls_config_set_ca_mem(tc, ca->data, ca->len) == -1)
 			goto fail;
 	}
-	cert = ptls_pem(conf, sc->id, PTLS_PEM_CLIENT, 0);
-	key = ptls_pem(conf, sc->id, PTLS_PEM_CLIENT, 1);
+	cert = config_pem(conf, sc->id, PTLS_PEM_CLIENT, 0);
+	key = config_pem(conf, sc->id, PTLS_PEM_CLIENT, 1);
 	what = "proxy_ssl_certificate";
 	if (cert != NULL && key != NULL && tls_config_set_keypair_mem(tc,
 	    cert->data, cert->len, key->data, key->len) == -1)
@@ -149,7 +137,7 @@ ptls_configure(struct config *conf)
 			fatal(__func__);
 		ps->id = sc->id;
 		ps->noca = sc->proxy_ssl_verify &&
-		    ptls_pem(conf, sc->id, PTLS_PEM_CA, 0) == NULL;
+		    config_pem(conf, sc->id, PTLS_PEM_CA, 0) == NULL;
 		if ((ps->tc = ptls_config(conf, sc)) == NULL)
 			fatalx("%s: server %s: no backend TLS", __func__,
 			    sc->server_name);

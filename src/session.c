@@ -33,7 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "imaprelayd.h"
@@ -60,15 +59,6 @@ session_caps(struct session *s)
  * Sessions.
  */
 
-uint64_t
-imap_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
 int
 session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
     socklen_t len, int ssl)
@@ -90,7 +80,7 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 	s->conf = srv->conf;
 	s->cfd = fd;
 	s->bfd = -1;
-	s->start_ms = imap_now_ms();
+	s->start_ms = now_ms();
 	sockaddr_str((struct sockaddr *)ss, s->client, sizeof(s->client));
 	if (getnameinfo((struct sockaddr *)ss, len, s->client_ip,
 	    sizeof(s->client_ip), NULL, 0, NI_NUMERICHOST) != 0)
@@ -299,7 +289,7 @@ session_log_end(struct session *s, const char *reason)
 	    s->user ? strlen(s->user) : 0),
 	    s->backend[0] != '\0' ? s->backend : "-", s->auth_ms,
 	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
-	    (unsigned long long)(imap_now_ms() - s->start_ms),
+	    (unsigned long long)(now_ms() - s->start_ms),
 	    log_quoted(why, sizeof(why), reason));
 }
 

@@ -53,7 +53,6 @@ static struct tls_config *ctls_config(struct config *, struct server_conf *,
 static struct tls *ctls_context(struct config *, struct server_conf *, int);
 static int	ctls_keypairs(struct tls_config *, struct config *,
 		    struct server_conf *, int);
-static struct tls_pem *ctls_pem(struct config *, uint32_t, uint32_t, int);
 static int	ctls_pair_add(struct tls_config *, struct config *,
 		    struct server_conf *, int, int);
 static int	ctls_pair_type(struct config *, struct server_conf *, int,
@@ -85,18 +84,6 @@ static int			 ticket_nkeys;
 static struct tls_config	**ticket_cfgs;
 static size_t			 ticket_ncfgs;
 
-static struct tls_pem *
-ctls_pem(struct config *conf, uint32_t id, uint32_t pair, int key)
-{
-	struct tls_pem	*pem;
-
-	TAILQ_FOREACH(pem, &conf->tls_pems, entry)
-		if (pem->server_id == id && pem->pair == pair &&
-		    pem->key == key && pem->got == pem->len)
-			return (pem);
-	return (NULL);
-}
-
 /*
  * Key types.  libtls picks a further pair only by the name a client
  * asks for (SNI), never by what the client can verify.  A server whose
@@ -126,7 +113,7 @@ ctls_pair_x509(struct config *conf, struct server_conf *sc, int i)
 	BIO		*bio;
 	X509		*x;
 
-	if ((cert = ctls_pem(conf, sc->id, i, 0)) == NULL ||
+	if ((cert = config_pem(conf, sc->id, i, 0)) == NULL ||
 	    cert->len > INT_MAX)
 		return (NULL);
 	if ((bio = BIO_new_mem_buf(cert->data, (int)cert->len)) == NULL)
@@ -201,7 +188,7 @@ static int
 ctls_keytypes(struct config *conf, struct server_conf *sc, int *ecbits)
 {
 	struct server_conf	*o;
-	int			 i, types = 0;
+	int			 i, bits, types = 0;
 
 	TAILQ_FOREACH(o, &conf->servers, entry) {
 		if (o != sc && !sni_sibling(conf, sc, o))
@@ -210,10 +197,15 @@ ctls_keytypes(struct config *conf, struct server_conf *sc, int *ecbits)
 			types |= ctls_pair_type(conf, o, i,
 			    (types & KEY_EC) ? NULL : ecbits);
 	}
-	/* the ECDSA context's default pair says which curve counts */
-	if ((i = ctls_first(conf, sc, KEY_EC)) != -1 &&
-	    ctls_pair_type(conf, sc, i, NULL) == KEY_EC)
-		(void)ctls_pair_type(conf, sc, i, ecbits);
+	/*
+	 * With both types, the ECDSA context's default pair says which
+	 * curve counts (a single type, the usual case, needs no more
+	 * parsing: every worker that starts comes through here).
+	 */
+	if (types == (KEY_RSA | KEY_EC) &&
+	    (i = ctls_first(conf, sc, KEY_EC)) != -1 &&
+	    ctls_pair_type(conf, sc, i, &bits) == KEY_EC)
+		*ecbits = bits;
 	return (types);
 }
 
@@ -305,8 +297,8 @@ ctls_pair_add(struct tls_config *tc, struct config *conf,
 	struct tls_pem	*cert, *key;
 	int		 rv;
 
-	cert = ctls_pem(conf, sc->id, i, 0);
-	key = ctls_pem(conf, sc->id, i, 1);
+	cert = config_pem(conf, sc->id, i, 0);
+	key = config_pem(conf, sc->id, i, 1);
 	if (cert == NULL || key == NULL) {
 		log_warnx("certificate \"%s\": not received",
 		    sc->tls_cert_file[i]);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "imaprelayd.h"
@@ -147,4 +148,13 @@ set_nonblock(int fd)
 		fatal("fcntl F_GETFL");
 	if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
 		fatal("fcntl F_SETFL");
+}
+
+uint64_t
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }

@@ -80,9 +80,10 @@ def pid_alive(pid):
         return True
 
 
-def _socket_inodes(local_port, remote_port):
-    """inodes of TCP sockets local_port <-> remote_port (/proc/net/tcp)."""
-    inodes = set()
+def tcp_entries():
+    """[(local_port, remote_port, tx_queue, rx_queue, inode)] of every
+    TCP socket (/proc/net/tcp{,6})."""
+    out = []
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name) as f:
@@ -91,11 +92,33 @@ def _socket_inodes(local_port, remote_port):
             continue
         for line in lines:
             f = line.split()
-            lport = int(f[1].rsplit(":", 1)[1], 16)
-            rport = int(f[2].rsplit(":", 1)[1], 16)
-            if lport == local_port and rport == remote_port:
-                inodes.add(f[9])
-    return inodes
+            tx, rx = (int(x, 16) for x in f[4].split(":"))
+            out.append((int(f[1].rsplit(":", 1)[1], 16),
+                        int(f[2].rsplit(":", 1)[1], 16), tx, rx, f[9]))
+    return out
+
+
+def _socket_inodes(local_port, remote_port):
+    """inodes of TCP sockets local_port <-> remote_port (/proc/net/tcp)."""
+    return {ino for lp, rp, _, _, ino in tcp_entries()
+            if lp == local_port and rp == remote_port}
+
+
+def proc_status(pid, field):
+    """A kB value of /proc/PID/status (VmRSS, VmHWM), None if gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def fd_count(pid):
+    """Open descriptors of pid (/proc/PID/fd)."""
+    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def pids_holding_connection(local_port, remote_port, candidates):
