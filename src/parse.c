@@ -1,14 +1,40 @@
 /*
+ * Copyright (c) 2025 The imaprelayd authors
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
  * parse.c: the configuration language.
  *
  * nginx's syntax, so that an nginx mail {} block for IMAP runs
  * unchanged: words and quoted strings, directives ending in ";",
- * blocks in "{}".  Every directive is in one table below (name,
- * contexts, argument count, setter); the whole language is there.
+ * blocks in "{}".
+ *
+ * The table directives[] below is the whole language, as nginx's
+ * ngx_command_t arrays are: each row names a directive, where it may
+ * appear, how many arguments it takes, and where its value goes -- a
+ * field of struct config or of struct server_conf and the typed slot
+ * that reads it (flag, number, time, size, string, path, enum, bits,
+ * words).  A special setter appears only where a directive is truly
+ * special.  Each level (main, mail{}, every server{}) keeps one "set
+ * here" bitmap indexed by row: it refuses duplicates, and once the
+ * file is read one loop over the table gives each server what mail{}
+ * set and it did not, as nginx merges.  Adding a directive is one row
+ * (and its entry in imaprelayd.conf(5)).
  *
  * The parser stops at the first error and logs it as "file:line:
- * reason".  mail-level values are merged into the servers that did
- * not set them once the file is read, as nginx does.
+ * reason".
  */
 
 #include <sys/types.h>
@@ -25,10 +51,12 @@
 #include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -37,9 +65,9 @@
 #include "imaprelayd.h"
 #include "authhttp.h"
 
-#define C_MAIN	0x01
+#define C_MAIN		0x01
 #define C_EVENTS	0x02
-#define C_MAIL	0x04
+#define C_MAIL		0x04
 #define C_SERVER	0x08
 #define C_MS		(C_MAIL | C_SERVER)
 #define C_MM		(C_MAIN | C_MAIL)
@@ -48,70 +76,332 @@
 
 #define D_BLOCK		0x01	/* takes a { } body */
 #define D_REFUSE	0x02	/* refused wherever it is: skip the checks */
+#define D_GLOBAL	0x04	/* the field is in struct config */
+#define D_MULTI		0x08	/* may be repeated at one level */
+#define D_WORD		0x10	/* S_STRING: printable, no space */
+#define D_PAIR		0x20	/* merged with the next row as one */
+#define D_PAIRED	0x40	/* ... the second row of such a pair */
 
 #define LETTERS		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 #define MAXARGS		128
 #define TOKEN_MAX	4096
 #define INCLUDE_DEPTH	16
+#define NITEMS(a)	(sizeof(a) / sizeof((a)[0]))
 
-/* bits of psrv.set: which directives a level set itself */
-#define F_SERVER_NAME		0x0001
-#define F_TIMEOUT		0x0002
-#define F_AUTH_HTTP		0x0004
-#define F_AUTH_HTTP_TIMEOUT	0x0008
-#define F_PASS_CLIENT_CERT	0x0010
-#define F_IMAP_AUTH		0x0020
-#define F_IMAP_CAPS		0x0040
-#define F_CLIENT_BUFFER		0x0080
-#define F_PROXY_BUFFER		0x0100
-#define F_PROXY_TIMEOUT		0x0200
-#define F_PASS_ERROR		0x0400
-#define F_MAX_ERRORS		0x0800
-#define F_SO_KEEPALIVE		0x1000
-#define F_PROXY			0x2000
-#define F_PROXY_PASS		0x4000
-#define F_RESOLVER_TIMEOUT	0x8000
-#define F_STARTTLS		0x00010000
-#define F_SSL_PROTOCOLS		0x00020000
-#define F_SSL_CIPHERS		0x00040000
-#define F_SSL_PREFER		0x00080000
-#define F_SSL_CURVE		0x00100000
-#define F_SSL_DHPARAM		0x00200000
-#define F_SSL_SESS_TIMEOUT	0x00400000
-#define F_SSL_TICKETS		0x00800000
-#define F_SSL_SESS_CACHE	0x01000000
+/* how a row reads its arguments into its field */
+enum slot {
+	S_SPECIAL,	/* the row's own setter */
+	S_NONE,		/* arguments counted, value kept nowhere */
+	S_BLOCK,	/* a { } body, read in context .lo */
+	S_FLAG,		/* int: on | off */
+	S_ENUM,		/* int: one of .vals */
+	S_NUMBER,	/* int within [.lo, .hi], or a keyword of .vals */
+	S_TIME,		/* unsigned int: milliseconds, above 0 */
+	S_SIZE,		/* size_t: bytes, at least .lo */
+	S_STRING,	/* char[]: not empty; D_WORD: printable, no space */
+	S_PATH,		/* char[]: a file, relative to the file naming it */
+	S_PATHS,	/* char[][TLS_PATH_MAX]: one more each time */
+	S_BITS,		/* unsigned int: .vals ORed; repeats add */
+	S_WORDS,	/* char[]: words joined by spaces; repeats add */
+};
 
-/* bits of psrv.ptls_set: TLS to the backend */
-#define PTLS_F_MODE		0x01
-#define PTLS_F_VERIFY		0x02
-#define PTLS_F_CA		0x04
-#define PTLS_F_NAME		0x08
-#define PTLS_F_CERT		0x10
-#define PTLS_F_KEY		0x20
-#define PTLS_F_PROTOCOLS	0x40
-#define PTLS_F_CIPHERS		0x80
+/* a name an enum, bits or number slot accepts, and its value */
+struct keyword {
+	const char	*name;
+	int		 value;
+};
 
-/* bits of parser.mainset */
-/* bits of psrv.ccert_set: client certificate directives */
-#define CCERT_F_VERIFY		0x01
-#define CCERT_F_DEPTH		0x02
-#define CCERT_F_CA		0x04
-#define CCERT_F_TRUSTED		0x08
-#define CCERT_F_PASS		0x10
+struct parser;
+struct psrv;
+struct directive;
 
-/* bits of psrv.limit_set */
-#define LIMIT_F_CONN		0x01
-#define LIMIT_F_AUTH_FAIL	0x02
+/* base: the struct config, or the server_conf of the level */
+typedef int (*setter)(struct parser *, const struct directive *, void *,
+    int, char **);
+typedef void (*merger)(const struct directive *, struct psrv *,
+    struct psrv *);
 
-#define M_USER			0x01
-#define M_WORKERS		0x02
-#define M_PID			0x04
-#define M_CONNECTIONS		0x08
-#define M_ISOLATION		0x10
-#define M_SPARE			0x20
-#define M_EVENTS		0x40
-#define M_MAIL			0x80
-#define M_SHUTDOWN		0x100
+struct directive {
+	const char		*name;
+	int			 ctx;
+	int			 min;	/* arguments after the name */
+	int			 max;	/* -1: any number */
+	int			 flags;
+	enum slot		 slot;
+	size_t			 off;	/* of the field in its struct */
+	size_t			 size;	/* of the field; 0: none */
+	size_t			 given;	/* an int set to 1 when given; 0: none */
+	long long		 lo;
+	long long		 hi;
+	const struct keyword	*vals;	/* ends with a NULL name */
+	setter			 set;	/* S_SPECIAL, D_REFUSE */
+	merger			 merge;	/* NULL: copy the field */
+};
+
+/* a field of struct server_conf, or of struct config (D_GLOBAL) */
+#define SRV(s, f)	.slot = (s), \
+			.off = offsetof(struct server_conf, f), \
+			.size = sizeof(((struct server_conf *)0)->f)
+#define GLB(s, f)	.slot = (s), \
+			.off = offsetof(struct config, f), \
+			.size = sizeof(((struct config *)0)->f)
+/* several adjacent fields of struct server_conf that go together */
+#define SPAN(s, a, b)	.slot = (s), \
+			.off = offsetof(struct server_conf, a), \
+			.size = offsetof(struct server_conf, b) + \
+			    sizeof(((struct server_conf *)0)->b) - \
+			    offsetof(struct server_conf, a)
+#define GIVEN(f)	.given = offsetof(struct server_conf, f)
+#define SPECIAL(fn)	.slot = S_SPECIAL, .set = (fn)
+#define NONE		.slot = S_NONE
+
+static int	set_error_log(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_include(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_server(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_auth_http(struct parser *, const struct directive *,
+		    void *, int, char **);
+static int	set_auth_header(struct parser *, const struct directive *,
+		    void *, int, char **);
+static int	set_proxy_pass(struct parser *, const struct directive *,
+		    void *, int, char **);
+static int	set_limit_auth_fail(struct parser *, const struct directive *,
+		    void *, int, char **);
+static int	set_listen(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_protocol(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_ciphers(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_curve(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_dhparam(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_session_timeout(struct parser *, const struct directive *,
+		    void *, int, char **);
+static int	set_host_name(struct parser *, const struct directive *,
+		    void *, int, char **);
+static int	deny_tls(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	deny_crl(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	deny_encrypted(struct parser *, const struct directive *,
+		    void *, int, char **);
+static int	deny_ssl(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	deny_proto(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	deny_block(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	deny_later(struct parser *, const struct directive *, void *,
+		    int, char **);
+static void	merge_headers(const struct directive *, struct psrv *,
+		    struct psrv *);
+
+static int	tls_finish(struct parser *, struct psrv *);
+static int	ccert_finish(struct parser *, struct psrv *);
+static int	ccert_check(struct psrv *);
+static int	atls_finish(struct parser *, struct psrv *);
+static int	ptls_finish(struct parser *, struct psrv *);
+static int	sni_shared(struct config *, struct listen_conf *,
+		    struct listen_conf *);
+
+static const struct keyword isolations[] = {
+	{ "connection", ISOLATION_CONNECTION }, { "shared", ISOLATION_SHARED },
+	{ NULL, 0 }
+};
+static const struct keyword autonum[] = { { "auto", 0 }, { NULL, 0 } };
+static const struct keyword mechs[] = {
+	{ "plain", MECH_PLAIN }, { "login", MECH_LOGIN },
+	{ "cram-md5", MECH_CRAM_MD5 }, { "external", MECH_EXTERNAL },
+	{ NULL, 0 }
+};
+static const struct keyword starttls_modes[] = {
+	{ "on", STARTTLS_ON }, { "only", STARTTLS_ONLY },
+	{ "off", STARTTLS_OFF }, { NULL, 0 }
+};
+/* nginx's names: its "TLSv1" is TLS 1.0 alone, libtls's all of 1.x */
+static const struct keyword protocols[] = {
+	{ "TLSv1", TLS_PROTOCOL_TLSv1_0 }, { "TLSv1.1", TLS_PROTOCOL_TLSv1_1 },
+	{ "TLSv1.2", TLS_PROTOCOL_TLSv1_2 }, { "TLSv1.3", TLS_PROTOCOL_TLSv1_3 },
+	/* words nginx knows that libtls cannot offer: value 0 */
+	{ "SSLv2", 0 }, { "SSLv3", 0 }, { NULL, 0 }
+};
+static const struct keyword verify_modes[] = {
+	{ "on", CCERT_VERIFY_ON }, { "off", CCERT_VERIFY_OFF },
+	{ "optional", CCERT_VERIFY_OPTIONAL },
+	{ "optional_no_ca", CCERT_VERIFY_NO_CA }, { NULL, 0 }
+};
+static const struct keyword ptls_modes[] = {
+	{ "on", PTLS_ON }, { "starttls", PTLS_STARTTLS }, { "off", PTLS_OFF },
+	{ NULL, 0 }
+};
+
+/* The language. */
+static const struct directive directives[] = {
+	/* main */
+	{ "user",		C_MAIN,	1, 2,	D_GLOBAL | D_WORD,
+	    GLB(S_STRING, user) },
+	{ "worker_processes",	C_MAIN,	1, 1,	D_GLOBAL,
+	    GLB(S_NUMBER, worker_processes), .lo = 1, .hi = 1024,
+	    .vals = autonum },
+	{ "error_log",		C_ALL,	1, 2,	D_GLOBAL | D_MULTI,
+	    SPECIAL(set_error_log) },
+	{ "pid",		C_MAIN,	1, 1,	D_GLOBAL, GLB(S_STRING, pid) },
+	{ "events",		C_MAIN,	0, 0,	D_GLOBAL | D_BLOCK,
+	    .slot = S_BLOCK, .lo = C_EVENTS },
+	{ "mail",		C_MAIN,	0, 0,	D_GLOBAL | D_BLOCK,
+	    .slot = S_BLOCK, .lo = C_MAIL },
+	{ "isolation",		C_MM,	1, 1,	D_GLOBAL,
+	    GLB(S_ENUM, isolation), .vals = isolations },
+	{ "spare_workers",	C_MM,	1, 1,	D_GLOBAL,
+	    GLB(S_NUMBER, spare_workers), .lo = 0, .hi = 1024 },
+	{ "shutdown_timeout",	C_MAIN,	1, 1,	D_GLOBAL,
+	    GLB(S_TIME, shutdown_timeout_ms) },
+	{ "include",		C_ANY,	1, 1,	D_GLOBAL | D_MULTI,
+	    SPECIAL(set_include) },
+	/* nginx main directives that mean nothing here */
+	{ "daemon",		C_MAIN,	1, 1,	D_GLOBAL | D_MULTI, NONE },
+	{ "master_process",	C_MAIN,	1, 1,	D_GLOBAL | D_MULTI, NONE },
+	{ "worker_rlimit_nofile", C_MAIN, 1, 1,	D_GLOBAL | D_MULTI, NONE },
+	{ "load_module",	C_MAIN,	1, 1,	D_GLOBAL | D_MULTI, NONE },
+	{ "pcre_jit",		C_MAIN,	1, 1,	D_GLOBAL | D_MULTI, NONE },
+	/* events */
+	{ "worker_connections",	C_EVENTS, 1, 1,	D_GLOBAL,
+	    GLB(S_NUMBER, worker_connections), .lo = 1, .hi = 1048576 },
+	{ "use",		C_EVENTS, 1, 1,	D_GLOBAL | D_MULTI, NONE },
+	{ "multi_accept",	C_EVENTS, 1, 1,	D_GLOBAL | D_MULTI, NONE },
+	{ "accept_mutex",	C_EVENTS, 1, 1,	D_GLOBAL | D_MULTI, NONE },
+	{ "accept_mutex_delay",	C_EVENTS, 1, 1,	D_GLOBAL | D_MULTI, NONE },
+
+	/* mail, and server (inherited from mail) */
+	{ "server",		C_MAIL,	0, 0,	D_BLOCK | D_MULTI,
+	    SPECIAL(set_server) },
+	{ "server_name",	C_MS,	1, 1,	D_WORD,
+	    SRV(S_STRING, server_name), GIVEN(server_name_set) },
+	{ "timeout",		C_MS,	1, 1,	0, SRV(S_TIME, timeout_ms) },
+	{ "auth_http",		C_MS,	1, 1,	0,
+	    SRV(S_SPECIAL, auth_http), GIVEN(auth_http_set),
+	    .set = set_auth_http },
+	{ "auth_http_header",	C_MS,	2, 2,	D_MULTI,
+	    SPECIAL(set_auth_header), .merge = merge_headers },
+	{ "auth_http_timeout",	C_MS,	1, 1,	0,
+	    SRV(S_TIME, auth_http_timeout_ms) },
+	{ "auth_http_pass_client_cert", C_MS, 1, 1, 0,
+	    SRV(S_FLAG, ccert_pass_cert) },
+	{ "auth_http_trusted_certificate", C_MS, 1, 1, 0,
+	    SRV(S_PATH, auth_tls_ca_file) },
+	{ "auth_http_certificate", C_MS, 1, 1,	D_PAIR,
+	    SRV(S_PATH, auth_tls_cert_file) },
+	{ "auth_http_certificate_key", C_MS, 1, 1, D_PAIRED,
+	    SRV(S_PATH, auth_tls_key_file) },
+	{ "imap_auth",		C_MS,	1, -1,	D_MULTI,
+	    SRV(S_BITS, imap_auth), .vals = mechs },
+	{ "imap_capabilities",	C_MS,	1, -1,	D_MULTI,
+	    SRV(S_WORDS, imap_capabilities) },
+	{ "imap_client_buffer",	C_MS,	1, 1,	0,
+	    SRV(S_SIZE, imap_client_buffer), .lo = 64 },
+	{ "proxy_buffer",	C_MS,	1, 1,	0,
+	    SRV(S_SIZE, proxy_buffer), .lo = 64 },
+	{ "proxy_timeout",	C_MS,	1, 1,	0,
+	    SRV(S_TIME, proxy_timeout_ms) },
+	{ "proxy_pass_error_message", C_MS, 1, 1, 0,
+	    SRV(S_FLAG, proxy_pass_error_message) },
+	{ "max_errors",		C_MS,	1, 1,	0,
+	    SRV(S_NUMBER, max_errors), .lo = 1, .hi = 1000000 },
+	{ "so_keepalive",	C_MS,	1, 1,	0,
+	    SRV(S_FLAG, so_keepalive) },
+	/* nginx parses it and never uses it */
+	{ "proxy",		C_MS,	1, 1,	0, .slot = S_FLAG },
+	{ "proxy_pass",		C_MS,	1, 1,	0,
+	    SPAN(S_SPECIAL, proxy_pass, proxy_pass_name),
+	    GIVEN(proxy_pass_set), .set = set_proxy_pass },
+	{ "resolver",		C_MS,	1, -1,	D_MULTI, NONE },
+	{ "resolver_timeout",	C_MS,	1, 1,	0, .slot = S_TIME },
+	/* limits the proxy keeps by itself (beyond nginx) */
+	{ "limit_conn_per_ip",	C_MS,	1, 1,	0,
+	    SRV(S_NUMBER, limit_conn_per_ip), .lo = 0, .hi = 1000000 },
+	{ "limit_auth_fail",	C_MS,	1, 3,	0,
+	    SPAN(S_SPECIAL, limit_auth_fail, limit_auth_fail_delay_ms),
+	    .set = set_limit_auth_fail },
+	/* TLS towards clients */
+	{ "starttls",		C_MS,	1, 1,	0,
+	    SRV(S_ENUM, starttls), .vals = starttls_modes },
+	{ "ssl_certificate",	C_MS,	1, 1,	D_MULTI | D_PAIR,
+	    SRV(S_PATHS, tls_cert_file) },
+	{ "ssl_certificate_key", C_MS,	1, 1,	D_MULTI | D_PAIRED,
+	    SRV(S_PATHS, tls_key_file) },
+	{ "ssl_protocols",	C_MS,	1, -1,	0,
+	    SRV(S_BITS, tls_protocols), .vals = protocols },
+	{ "ssl_ciphers",	C_MS,	1, 1,	0,
+	    SRV(S_SPECIAL, tls_ciphers), .set = set_ciphers },
+	{ "ssl_ecdh_curve",	C_MS,	1, 1,	0,
+	    SRV(S_SPECIAL, tls_ecdh_curve), .set = set_curve },
+	{ "ssl_prefer_server_ciphers", C_MS, 1, 1, 0,
+	    SRV(S_FLAG, tls_prefer_server_ciphers) },
+	{ "ssl_dhparam",	C_MS,	1, 1,	0,
+	    SRV(S_SPECIAL, tls_dhparams), .set = set_dhparam },
+	{ "ssl_session_timeout", C_MS,	1, 1,	0,
+	    SRV(S_SPECIAL, tls_session_timeout), .set = set_session_timeout },
+	{ "ssl_session_tickets", C_MS,	1, 1,	0,
+	    SRV(S_FLAG, tls_session_tickets) },
+	/* accepted and ignored: libtls resumes with tickets only */
+	{ "ssl_session_cache",	C_MS,	1, -1,	0, NONE },
+	{ "ssl_verify_client",	C_MS,	1, 1,	0,
+	    SRV(S_ENUM, ccert_verify), .vals = verify_modes },
+	{ "ssl_verify_depth",	C_MS,	1, 1,	0,
+	    SRV(S_NUMBER, ccert_depth), .lo = 0, .hi = 100 },
+	{ "ssl_client_certificate", C_MS, 1, 1,	0,
+	    SRV(S_PATH, ccert_ca_file) },
+	{ "ssl_trusted_certificate", C_MS, 1, 1, 0,
+	    SRV(S_PATH, ccert_trusted_file) },
+	{ "ssl_crl",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_crl) },
+	{ "ssl_password_file",	C_ANY,	0, -1,	D_REFUSE,
+	    SPECIAL(deny_encrypted) },
+	/* TLS to the backend */
+	{ "proxy_ssl",		C_MS,	1, 1,	0,
+	    SRV(S_ENUM, proxy_ssl), .vals = ptls_modes },
+	{ "proxy_ssl_verify",	C_MS,	1, 1,	0,
+	    SRV(S_FLAG, proxy_ssl_verify) },
+	{ "proxy_ssl_trusted_certificate", C_MS, 1, 1, 0,
+	    SRV(S_PATH, proxy_ssl_ca_file) },
+	{ "proxy_ssl_name",	C_MS,	1, 1,	0,
+	    SRV(S_SPECIAL, proxy_ssl_name), .set = set_host_name },
+	{ "proxy_ssl_certificate", C_MS, 1, 1,	D_PAIR,
+	    SRV(S_PATH, proxy_ssl_cert_file) },
+	{ "proxy_ssl_certificate_key", C_MS, 1, 1, D_PAIRED,
+	    SRV(S_PATH, proxy_ssl_key_file) },
+	{ "proxy_ssl_protocols", C_MS,	1, -1,	0,
+	    SRV(S_BITS, proxy_ssl_protocols), .vals = protocols },
+	{ "proxy_ssl_ciphers",	C_MS,	1, 1,	0,
+	    SRV(S_SPECIAL, proxy_ssl_ciphers), .set = set_ciphers },
+	/* server only */
+	{ "listen",		C_SERVER, 1, -1, D_MULTI, SPECIAL(set_listen) },
+	{ "protocol",		C_SERVER, 1, 1,	0, SPECIAL(set_protocol) },
+	/* not (yet) for imaprelayd: refused with a reason */
+	{ "proxy_protocol",	C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_later) },
+	{ "set_real_ip_from",	C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_later) },
+	{ "ssl",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_ssl) },
+	{ "xclient",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_proto) },
+	{ "proxy_smtp_auth",	C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_proto) },
+	{ "http",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_block) },
+	{ "stream",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_block) },
+};
+
+#define NDIRECTIVES	NITEMS(directives)
+#define SETWORDS	((NDIRECTIVES + 31) / 32)
+
+/* whole families by prefix: other ssl_*, pop3_*, smtp_* */
+static const struct {
+	const char	*prefix;
+	setter		 set;
+} prefixes[] = {
+	{ "ssl_",	deny_tls },
+	{ "pop3_",	deny_proto },
+	{ "smtp_",	deny_proto },
+};
 
 enum token {
 	T_ERROR = -1,
@@ -129,17 +419,12 @@ struct pfile {
 	int		 ungot;		/* a pushed back char, or -2 */
 };
 
-/* a server{} (or the mail{} level) and what it set itself */
+/* a server{} (or the mail{} level) and the rows it set itself */
 struct psrv {
 	TAILQ_ENTRY(psrv)	 entry;
 	struct server_conf	*srv;
-	unsigned int		 set;
+	uint32_t		 set[SETWORDS];
 	int			 nlisten;
-	int			 ncert;		/* ssl_certificate given */
-	int			 nkey;		/* ssl_certificate_key given */
-	unsigned int		 ccert_set;	/* CCERT_F_*: set here */
-	unsigned int		 ptls_set;	/* PTLS_F_*: set here */
-	unsigned int		 limit_set;	/* LIMIT_F_*: set here */
 	const char		*file;
 	int			 line;
 };
@@ -149,176 +434,12 @@ struct parser {
 	struct pfile		*f;
 	int			 depth;		/* include nesting */
 	int			 line;		/* of the current statement */
-	unsigned int		 mainset;
+	int			 ctx;		/* of the current statement */
+	int			 first;		/* its row's first at this level */
+	uint32_t		 mainset[SETWORDS];	/* D_GLOBAL rows */
 	struct psrv		 mail;		/* srv not in conf->servers */
 	struct psrv		*cur;		/* the server{} being read */
 	TAILQ_HEAD(, psrv)	 psrvs;
-};
-
-typedef int (*setter)(struct parser *, int, int, char **);
-
-struct directive {
-	const char	*name;
-	int		 ctx;
-	int		 min;		/* arguments after the name */
-	int		 max;		/* -1: any number */
-	int		 flags;
-	setter		 set;
-};
-
-static int	set_user(struct parser *, int, int, char **);
-static int	set_atls(struct parser *, int, int, char **);
-static void	atls_merge(struct psrv *, struct psrv *);
-static int	atls_finish(struct parser *, struct psrv *);
-static const char *atls_pem_path(struct psrv *, int, int);
-static int	sni_shared(struct config *, struct listen_conf *,
-		    struct listen_conf *);
-static int	set_workers(struct parser *, int, int, char **);
-static int	set_error_log(struct parser *, int, int, char **);
-static int	set_pid(struct parser *, int, int, char **);
-static int	set_events(struct parser *, int, int, char **);
-static int	set_connections(struct parser *, int, int, char **);
-static int	set_isolation(struct parser *, int, int, char **);
-static int	set_spare(struct parser *, int, int, char **);
-static int	set_shutdown_timeout(struct parser *, int, int, char **);
-static int	set_include(struct parser *, int, int, char **);
-static int	set_ignore(struct parser *, int, int, char **);
-static int	set_mail(struct parser *, int, int, char **);
-static int	set_server(struct parser *, int, int, char **);
-static int	set_server_name(struct parser *, int, int, char **);
-static int	set_timeout(struct parser *, int, int, char **);
-static int	set_auth_http(struct parser *, int, int, char **);
-static int	set_auth_header(struct parser *, int, int, char **);
-static int	set_flag(struct parser *, int, int, char **);
-static int	set_imap_auth(struct parser *, int, int, char **);
-static int	set_imap_caps(struct parser *, int, int, char **);
-static int	set_size(struct parser *, int, int, char **);
-static int	set_max_errors(struct parser *, int, int, char **);
-static int	set_proxy_pass(struct parser *, int, int, char **);
-static int	set_listen(struct parser *, int, int, char **);
-static int	set_protocol(struct parser *, int, int, char **);
-static int	set_starttls(struct parser *, int, int, char **);
-static int	set_ssl_file(struct parser *, int, int, char **);
-static int	set_ssl_protocols(struct parser *, int, int, char **);
-static int	set_ssl_string(struct parser *, int, int, char **);
-static int	set_ssl_dhparam(struct parser *, int, int, char **);
-static int	set_ssl_session(struct parser *, int, int, char **);
-static int	set_ccert(struct parser *, int, int, char **);
-static int	set_ptls(struct parser *, int, int, char **);
-static void	ptls_merge(struct psrv *, struct psrv *);
-static int	ptls_finish(struct parser *, struct psrv *);
-static const char *ptls_pem_path(struct psrv *, int, int);
-static void	ccert_merge(struct psrv *, struct psrv *);
-static int	ccert_finish(struct parser *, struct psrv *);
-static int	ccert_check(struct psrv *);
-static int	set_limit_conn(struct parser *, int, int, char **);
-static int	set_limit_auth_fail(struct parser *, int, int, char **);
-static void	limit_merge(struct psrv *, struct psrv *);
-static int	deny_tls(struct parser *, int, int, char **);
-static int	deny_ssl(struct parser *, int, int, char **);
-static int	deny_proto(struct parser *, int, int, char **);
-static int	deny_block(struct parser *, int, int, char **);
-static int	deny_later(struct parser *, int, int, char **);
-
-/* The language. */
-static const struct directive directives[] = {
-	/* main */
-	{ "user",			C_MAIN,	1, 2,	0, set_user },
-	{ "worker_processes",		C_MAIN,	1, 1,	0, set_workers },
-	{ "error_log",			C_ALL,	1, 2,	0, set_error_log },
-	{ "pid",			C_MAIN,	1, 1,	0, set_pid },
-	{ "events",			C_MAIN,	0, 0,	D_BLOCK, set_events },
-	{ "mail",			C_MAIN,	0, 0,	D_BLOCK, set_mail },
-	{ "isolation",			C_MM,	1, 1,	0, set_isolation },
-	{ "spare_workers",		C_MM,	1, 1,	0, set_spare },
-	{ "shutdown_timeout",		C_MAIN,	1, 1,	0, set_shutdown_timeout },
-	{ "include",			C_ANY,	1, 1,	0, set_include },
-	/* nginx main directives that mean nothing here */
-	{ "daemon",			C_MAIN,	1, 1,	0, set_ignore },
-	{ "master_process",		C_MAIN,	1, 1,	0, set_ignore },
-	{ "worker_rlimit_nofile",	C_MAIN,	1, 1,	0, set_ignore },
-	{ "load_module",		C_MAIN,	1, 1,	0, set_ignore },
-	{ "pcre_jit",			C_MAIN,	1, 1,	0, set_ignore },
-	/* events */
-	{ "worker_connections",		C_EVENTS, 1, 1,	0, set_connections },
-	{ "use",			C_EVENTS, 1, 1,	0, set_ignore },
-	{ "multi_accept",		C_EVENTS, 1, 1,	0, set_ignore },
-	{ "accept_mutex",		C_EVENTS, 1, 1,	0, set_ignore },
-	{ "accept_mutex_delay",		C_EVENTS, 1, 1,	0, set_ignore },
-	/* mail, and server (inherited from mail) */
-	{ "server",			C_MAIL,	0, 0,	D_BLOCK, set_server },
-	{ "server_name",		C_MS,	1, 1,	0, set_server_name },
-	{ "timeout",			C_MS,	1, 1,	0, set_timeout },
-	{ "auth_http",			C_MS,	1, 1,	0, set_auth_http },
-	{ "auth_http_header",		C_MS,	2, 2,	0, set_auth_header },
-	{ "auth_http_timeout",		C_MS,	1, 1,	0, set_timeout },
-	{ "auth_http_pass_client_cert",	C_MS,	1, 1,	0, set_ccert },
-	{ "auth_http_trusted_certificate", C_MS, 1, 1,	0, set_atls },
-	{ "auth_http_certificate",	C_MS,	1, 1,	0, set_atls },
-	{ "auth_http_certificate_key",	C_MS,	1, 1,	0, set_atls },
-	{ "imap_auth",			C_MS,	1, -1,	0, set_imap_auth },
-	{ "imap_capabilities",		C_MS,	1, -1,	0, set_imap_caps },
-	{ "imap_client_buffer",		C_MS,	1, 1,	0, set_size },
-	{ "proxy_buffer",		C_MS,	1, 1,	0, set_size },
-	{ "proxy_timeout",		C_MS,	1, 1,	0, set_timeout },
-	{ "proxy_pass_error_message",	C_MS,	1, 1,	0, set_flag },
-	{ "max_errors",			C_MS,	1, 1,	0, set_max_errors },
-	{ "so_keepalive",		C_MS,	1, 1,	0, set_flag },
-	{ "proxy",			C_MS,	1, 1,	0, set_flag },
-	{ "proxy_pass",			C_MS,	1, 1,	0, set_proxy_pass },
-	{ "resolver",			C_MS,	1, -1,	0, set_ignore },
-	{ "resolver_timeout",		C_MS,	1, 1,	0, set_timeout },
-	/* limits the proxy keeps by itself (beyond nginx) */
-	{ "limit_conn_per_ip",		C_MS,	1, 1,	0, set_limit_conn },
-	{ "limit_auth_fail",		C_MS,	1, 3,	0, set_limit_auth_fail },
-	/* TLS towards clients */
-	{ "starttls",			C_MS,	1, 1,	0, set_starttls },
-	{ "ssl_certificate",		C_MS,	1, 1,	0, set_ssl_file },
-	{ "ssl_certificate_key",	C_MS,	1, 1,	0, set_ssl_file },
-	{ "ssl_protocols",		C_MS,	1, -1,	0, set_ssl_protocols },
-	{ "ssl_ciphers",		C_MS,	1, 1,	0, set_ssl_string },
-	{ "ssl_ecdh_curve",		C_MS,	1, 1,	0, set_ssl_string },
-	{ "ssl_prefer_server_ciphers",	C_MS,	1, 1,	0, set_ssl_session },
-	{ "ssl_dhparam",		C_MS,	1, 1,	0, set_ssl_dhparam },
-	{ "ssl_session_timeout",	C_MS,	1, 1,	0, set_ssl_session },
-	{ "ssl_session_tickets",	C_MS,	1, 1,	0, set_ssl_session },
-	{ "ssl_session_cache",		C_MS,	1, -1,	0, set_ssl_session },
-	{ "ssl_verify_client",		C_MS,	1, 1,	0, set_ccert },
-	{ "ssl_verify_depth",		C_MS,	1, 1,	0, set_ccert },
-	{ "ssl_client_certificate",	C_MS,	1, 1,	0, set_ccert },
-	{ "ssl_trusted_certificate",	C_MS,	1, 1,	0, set_ccert },
-	{ "ssl_password_file",		C_ANY,	0, -1,	D_REFUSE, deny_ssl },
-	/* TLS to the backend */
-	{ "proxy_ssl",			C_MS,	1, 1,	0, set_ptls },
-	{ "proxy_ssl_verify",		C_MS,	1, 1,	0, set_ptls },
-	{ "proxy_ssl_trusted_certificate", C_MS, 1, 1,	0, set_ptls },
-	{ "proxy_ssl_name",		C_MS,	1, 1,	0, set_ptls },
-	{ "proxy_ssl_certificate",	C_MS,	1, 1,	0, set_ptls },
-	{ "proxy_ssl_certificate_key",	C_MS,	1, 1,	0, set_ptls },
-	{ "proxy_ssl_protocols",	C_MS,	1, -1,	0, set_ssl_protocols },
-	{ "proxy_ssl_ciphers",		C_MS,	1, 1,	0, set_ptls },
-	/* server only */
-	{ "listen",			C_SERVER, 1, -1, 0, set_listen },
-	{ "protocol",			C_SERVER, 1, 1,	0, set_protocol },
-	/* not (yet) for imaprelayd: refused with a reason */
-	{ "proxy_protocol",		C_ANY,	0, -1,	D_REFUSE, deny_later },
-	{ "set_real_ip_from",		C_ANY,	0, -1,	D_REFUSE, deny_later },
-	{ "ssl",			C_ANY,	0, -1,	D_REFUSE, deny_ssl },
-	{ "xclient",			C_ANY,	0, -1,	D_REFUSE, deny_proto },
-	{ "proxy_smtp_auth",		C_ANY,	0, -1,	D_REFUSE, deny_proto },
-	{ "http",			C_ANY,	0, -1,	D_REFUSE, deny_block },
-	{ "stream",			C_ANY,	0, -1,	D_REFUSE, deny_block },
-	{ NULL,				0,	0, 0,	0, NULL }
-};
-
-/* whole families refused by prefix: other ssl_*, proxy_ssl_*, pop3_*... */
-static const struct {
-	const char	*prefix;
-	setter		 set;
-} prefixes[] = {
-	{ "ssl_",	deny_tls },
-	{ "pop3_",	deny_proto },
-	{ "smtp_",	deny_proto },
 };
 
 static int	parse_file(struct parser *, const char *, int);
@@ -328,6 +449,22 @@ static void	perr(struct parser *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	lerr(struct parser *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
+
+static int
+row_isset(const uint32_t *set, const struct directive *d)
+{
+	size_t	 i = d - directives;
+
+	return ((set[i / 32] >> (i % 32)) & 1);
+}
+
+static void
+row_set(uint32_t *set, const struct directive *d)
+{
+	size_t	 i = d - directives;
+
+	set[i / 32] |= 1U << (i % 32);
+}
 
 static void
 perr(struct parser *p, const char *fmt, ...)
@@ -593,33 +730,48 @@ lstatement(struct parser *p, char **argv, int *argc)
 	return (t);
 }
 
+
 static const struct directive *
 lookup(const char *name)
 {
-	const struct directive	*d;
+	size_t	 i;
 
-	for (d = directives; d->name != NULL; d++)
-		if (strcmp(d->name, name) == 0)
-			return (d);
+	for (i = 0; i < NDIRECTIVES; i++)
+		if (strcmp(directives[i].name, name) == 0)
+			return (&directives[i]);
 	return (NULL);
+}
+
+static int	set_slot(struct parser *, const struct directive *, void *,
+		    int, char **);
+
+/* the level a mail/server row applies to */
+static struct psrv *
+level(struct parser *p)
+{
+	return (p->ctx == C_SERVER ? p->cur : &p->mail);
 }
 
 static int
 directive(struct parser *p, int ctx, int argc, char **argv, int block)
 {
 	const struct directive	*d;
+	uint32_t		*set;
+	void			*base;
 	size_t			 i;
 
 	if ((d = lookup(argv[0])) == NULL) {
-		for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		for (i = 0; i < NITEMS(prefixes); i++)
 			if (strncmp(argv[0], prefixes[i].prefix,
 			    strlen(prefixes[i].prefix)) == 0)
-				return (prefixes[i].set(p, ctx, argc, argv));
+				return (prefixes[i].set(p, NULL, NULL, argc,
+				    argv));
 		perr(p, "unknown directive \"%s\"", argv[0]);
 		return (-1);
 	}
+	p->ctx = ctx;
 	if (d->flags & D_REFUSE)
-		return (d->set(p, ctx, argc, argv));
+		return (d->set(p, d, NULL, argc, argv));
 	if ((d->ctx & ctx) == 0) {
 		perr(p, "\"%s\" directive is not allowed here", argv[0]);
 		return (-1);
@@ -638,8 +790,28 @@ directive(struct parser *p, int ctx, int argc, char **argv, int block)
 		    argv[0]);
 		return (-1);
 	}
-	return (d->set(p, ctx, argc, argv));
+	if (d->flags & D_GLOBAL) {
+		set = p->mainset;
+		base = p->conf;
+	} else {
+		set = level(p)->set;
+		base = level(p)->srv;
+	}
+	p->first = !row_isset(set, d);
+	if (!p->first && !(d->flags & D_MULTI)) {
+		perr(p, "\"%s\" directive is duplicate", argv[0]);
+		return (-1);
+	}
+	row_set(set, d);
+	if (d->given != 0)
+		*(int *)((char *)base + d->given) = 1;
+	return (d->set != NULL ? d->set(p, d, base, argc, argv) :
+	    set_slot(p, d, base, argc, argv));
 }
+
+/*
+ * Statements and blocks.
+ */
 
 /*
  * Statements of one context until "}" (inblock) or the end of the
@@ -822,20 +994,19 @@ parse_time(const char *s, unsigned int *out)
 	return (0);
 }
 
+
+/* nothing outside printable ASCII, no space: the value reaches the wire */
 static int
-parse_flag(struct parser *p, char **argv, int *out)
+isprintword(const char *s)
 {
-	if (strcmp(argv[1], "on") == 0)
-		*out = 1;
-	else if (strcmp(argv[1], "off") == 0)
-		*out = 0;
-	else {
-		perr(p, "invalid value \"%s\" in \"%s\" directive, "
-		    "it must be \"on\" or \"off\"", argv[1], argv[0]);
-		return (-1);
-	}
-	return (0);
+	if (*s == '\0')
+		return (0);
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+			return (0);
+	return (1);
 }
+
 
 static int
 parse_number(struct parser *p, char **argv, long long min, long long max,
@@ -852,112 +1023,248 @@ parse_number(struct parser *p, char **argv, long long min, long long max,
 	return (0);
 }
 
-/* a main-level directive given twice is an error, as in nginx */
+/* a relative path is taken from the directory of the file that names it */
 static int
-mainonce(struct parser *p, char **argv, unsigned int bit)
+ssl_path(struct parser *p, const char *arg, char *path, size_t size)
 {
-	if (p->mainset & bit) {
-		perr(p, "\"%s\" directive is duplicate", argv[0]);
+	char	 dir[PATH_MAX];
+	int	 n;
+
+	if (strncmp(arg, "engine:", 7) == 0 || strncmp(arg, "store:", 6) == 0 ||
+	    strncmp(arg, "data:", 5) == 0) {
+		perr(p, "\"%s\": only files are supported", arg);
 		return (-1);
 	}
-	p->mainset |= bit;
-	return (0);
-}
-
-/* the level a mail/server directive applies to */
-static struct psrv *
-level(struct parser *p, int ctx)
-{
-	return (ctx == C_SERVER ? p->cur : &p->mail);
-}
-
-static int
-levelonce(struct parser *p, int ctx, char **argv, unsigned int bit)
-{
-	struct psrv	*ps = level(p, ctx);
-
-	if (ps->set & bit) {
-		perr(p, "\"%s\" directive is duplicate", argv[0]);
+	if (arg[0] == '/')
+		n = snprintf(path, size, "%s", arg);
+	else {
+		strlcpy(dir, p->f->name, sizeof(dir));
+		n = snprintf(path, size, "%s/%s", dirname(dir), arg);
+	}
+	if (arg[0] == '\0' || n < 0 || (size_t)n >= size) {
+		perr(p, "invalid file name \"%s\"", arg);
 		return (-1);
 	}
-	ps->set |= bit;
 	return (0);
-}
-
-/* nothing outside printable ASCII, no space: the value reaches the wire */
-static int
-isprintword(const char *s)
-{
-	if (*s == '\0')
-		return (0);
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
-			return (0);
-	return (1);
 }
 
 /*
- * main and events.
+ * The typed slots.  field is where the row's value goes; d->size its
+ * size, 0 for a value that is checked and kept nowhere.
  */
 
-static int
-set_user(struct parser *p, int ctx, int argc, char **argv)
+static const struct keyword onoff[] = {
+	{ "on", 1 }, { "off", 0 }, { NULL, 0 }
+};
+
+static const struct keyword *
+keyword(const struct keyword *k, const char *word)
 {
-	if (mainonce(p, argv, M_USER) == -1)
-		return (-1);
-	if (!isprintword(argv[1]) || strlcpy(p->conf->user, argv[1],
-	    sizeof(p->conf->user)) >= sizeof(p->conf->user))
-		return (badvalue(p, argv, argv[1]));
-	/* the group is the user's own: proc_privdrop uses its gid */
-	return (0);
+	for (; k != NULL && k->name != NULL; k++)
+		if (strcasecmp(k->name, word) == 0)
+			return (k);
+	return (NULL);
 }
 
-static int
-set_workers(struct parser *p, int ctx, int argc, char **argv)
+static void
+store_int(const struct directive *d, void *field, int v)
 {
-	long long	 n;
+	if (d->size == sizeof(int))
+		memcpy(field, &v, sizeof(int));
+}
 
-	if (mainonce(p, argv, M_WORKERS) == -1)
-		return (-1);
-	if (strcmp(argv[1], "auto") == 0) {
-		p->conf->worker_processes = 0;
+/* flag and enum: the message lists what the value may be */
+static int
+slot_enum(struct parser *p, const struct directive *d, void *field,
+    char **argv)
+{
+	const struct keyword	*vals = d->slot == S_FLAG ? onoff : d->vals;
+	const struct keyword	*k;
+	char			 list[256];
+	size_t			 i, n;
+
+	if ((k = keyword(vals, argv[1])) != NULL) {
+		store_int(d, field, k->value);
 		return (0);
 	}
-	if (parse_number(p, argv, 1, 1024, &n) == -1)
-		return (-1);
-	p->conf->worker_processes = n;
-	return (0);
-}
-
-static int
-loglevel(const char *s)
-{
-	static const struct {
-		const char	*name;
-		int		 level;
-	} levels[] = {
-		{ "debug", LOG_DEBUG }, { "info", LOG_INFO },
-		{ "notice", LOG_NOTICE }, { "warn", LOG_WARNING },
-		{ "error", LOG_ERR }, { "crit", LOG_CRIT },
-		{ "alert", LOG_ALERT }, { "emerg", LOG_EMERG },
-	};
-	size_t	 i;
-
-	for (i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
-		if (strcmp(s, levels[i].name) == 0)
-			return (levels[i].level);
+	for (n = 0; vals[n].name != NULL; n++)
+		;
+	list[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			strlcat(list, i == n - 1 ? " or " : ", ",
+			    sizeof(list));
+		strlcat(list, "\"", sizeof(list));
+		strlcat(list, vals[i].name, sizeof(list));
+		strlcat(list, "\"", sizeof(list));
+	}
+	perr(p, "invalid value \"%s\" in \"%s\" directive, it must be %s",
+	    argv[1], argv[0], list);
 	return (-1);
 }
 
 static int
-set_error_log(struct parser *p, int ctx, int argc, char **argv)
+slot_number(struct parser *p, const struct directive *d, void *field,
+    char **argv)
+{
+	const struct keyword	*k;
+	long long		 n;
+
+	if ((k = keyword(d->vals, argv[1])) != NULL)
+		n = k->value;
+	else if (parse_number(p, argv, d->lo, d->hi, &n) == -1)
+		return (-1);
+	store_int(d, field, n);
+	return (0);
+}
+
+/* like nginx's bitmask: the first line at a level clears the default */
+static int
+slot_bits(struct parser *p, const struct directive *d, void *field,
+    int argc, char **argv)
+{
+	const struct keyword	*k;
+	unsigned int		 bits = 0;
+	int			 i;
+
+	if (!p->first)
+		memcpy(&bits, field, sizeof(bits));
+	for (i = 1; i < argc; i++) {
+		if ((k = keyword(d->vals, argv[i])) == NULL)
+			return (badvalue(p, argv, argv[i]));
+		if (k->value == 0) {
+			perr(p, "\"%s\" is not supported", argv[i]);
+			return (-1);
+		}
+		bits |= k->value;
+	}
+	memcpy(field, &bits, sizeof(bits));
+	return (0);
+}
+
+/* replaces the default list; repeated lines append, as in nginx */
+static int
+slot_words(struct parser *p, const struct directive *d, char *field,
+    int argc, char **argv)
+{
+	int	 i;
+
+	if (p->first)
+		field[0] = '\0';
+	for (i = 1; i < argc; i++) {
+		if (!isprintword(argv[i]))
+			return (badvalue(p, argv, argv[i]));
+		if ((field[0] != '\0' &&
+		    strlcat(field, " ", d->size) >= d->size) ||
+		    strlcat(field, argv[i], d->size) >= d->size) {
+			perr(p, "too long \"%s\" list", argv[0]);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/* ssl_certificate and ssl_certificate_key pair up in the order given */
+static int
+slot_paths(struct parser *p, const struct directive *d, char *field,
+    char **argv)
+{
+	size_t	 i, n = d->size / TLS_PATH_MAX;
+
+	for (i = 0; i < n; i++)
+		if (field[i * TLS_PATH_MAX] == '\0')
+			break;
+	if (i == n) {
+		perr(p, "too many \"%s\" directives, at most %zu", argv[0], n);
+		return (-1);
+	}
+	return (ssl_path(p, argv[1], field + i * TLS_PATH_MAX,
+	    TLS_PATH_MAX));
+}
+
+static int
+set_slot(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
+{
+	char		*field = (char *)base + d->off;
+	unsigned int	 ms;
+	size_t		 size;
+
+	switch (d->slot) {
+	case S_NONE:
+		log_debug("%s:%d: \"%s\" ignored", p->f->name, p->line,
+		    argv[0]);
+		return (0);
+	case S_BLOCK:
+		return (parse_block(p, d->lo, 1));
+	case S_FLAG:
+	case S_ENUM:
+		return (slot_enum(p, d, field, argv));
+	case S_NUMBER:
+		return (slot_number(p, d, field, argv));
+	case S_TIME:
+		if (parse_time(argv[1], &ms) == -1 || ms == 0)
+			return (badvalue(p, argv, argv[1]));
+		if (d->size == sizeof(ms))
+			memcpy(field, &ms, sizeof(ms));
+		return (0);
+	case S_SIZE:
+		if (parse_size(argv[1], &size) == -1 || size < (size_t)d->lo)
+			return (badvalue(p, argv, argv[1]));
+		memcpy(field, &size, sizeof(size));
+		return (0);
+	case S_STRING:
+		if (argv[1][0] == '\0' ||
+		    ((d->flags & D_WORD) && !isprintword(argv[1])) ||
+		    strlcpy(field, argv[1], d->size) >= d->size)
+			return (badvalue(p, argv, argv[1]));
+		return (0);
+	case S_PATH:
+		return (ssl_path(p, argv[1], field, d->size));
+	case S_PATHS:
+		return (slot_paths(p, d, field, argv));
+	case S_BITS:
+		return (slot_bits(p, d, field, argc, argv));
+	case S_WORDS:
+		return (slot_words(p, d, field, argc, argv));
+	case S_SPECIAL:
+		break;
+	}
+	fatalx("%s: %s has no setter", __func__, d->name);
+}
+
+/*
+ * The special setters: directives whose value is more than a slot.
+ */
+
+static int
+loglevel(const char *s)
+{
+	static const struct keyword	 levels[] = {
+		{ "debug", LOG_DEBUG }, { "info", LOG_INFO },
+		{ "notice", LOG_NOTICE }, { "warn", LOG_WARNING },
+		{ "error", LOG_ERR }, { "crit", LOG_CRIT },
+		{ "alert", LOG_ALERT }, { "emerg", LOG_EMERG },
+		{ NULL, 0 }
+	};
+	const struct keyword		*k;
+
+	for (k = levels; k->name != NULL; k++)
+		if (strcmp(s, k->name) == 0)
+			return (k->value);
+	return (-1);
+}
+
+static int
+set_error_log(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
 	struct config	*conf = p->conf;
 	int		 lvl = LOG_ERR;
 
 	if (argc == 3 && (lvl = loglevel(argv[2])) == -1)
 		return (badvalue(p, argv, argv[2]));
-	if (ctx != C_MAIN) {
+	if (p->ctx != C_MAIN) {
 		/* nginx allows one per server; we have one for all */
 		log_warnx("%s:%d: \"error_log\" is only used at the top "
 		    "level, ignored here", p->f->name, p->line);
@@ -975,92 +1282,15 @@ set_error_log(struct parser *p, int ctx, int argc, char **argv)
 	return (0);
 }
 
-static int
-set_pid(struct parser *p, int ctx, int argc, char **argv)
-{
-	if (mainonce(p, argv, M_PID) == -1)
-		return (-1);
-	if (argv[1][0] == '\0' || strlcpy(p->conf->pid, argv[1],
-	    sizeof(p->conf->pid)) >= sizeof(p->conf->pid))
-		return (badvalue(p, argv, argv[1]));
-	return (0);
-}
-
-static int
-set_events(struct parser *p, int ctx, int argc, char **argv)
-{
-	if (mainonce(p, argv, M_EVENTS) == -1)
-		return (-1);
-	return (parse_block(p, C_EVENTS, 1));
-}
-
-static int
-set_connections(struct parser *p, int ctx, int argc, char **argv)
-{
-	long long	 n;
-
-	if (mainonce(p, argv, M_CONNECTIONS) == -1 ||
-	    parse_number(p, argv, 1, 1048576, &n) == -1)
-		return (-1);
-	p->conf->worker_connections = n;
-	return (0);
-}
-
-static int
-set_isolation(struct parser *p, int ctx, int argc, char **argv)
-{
-	if (mainonce(p, argv, M_ISOLATION) == -1)
-		return (-1);
-	if (strcmp(argv[1], "connection") == 0)
-		p->conf->isolation = ISOLATION_CONNECTION;
-	else if (strcmp(argv[1], "shared") == 0)
-		p->conf->isolation = ISOLATION_SHARED;
-	else
-		return (badvalue(p, argv, argv[1]));
-	return (0);
-}
-
-static int
-set_spare(struct parser *p, int ctx, int argc, char **argv)
-{
-	long long	 n;
-
-	if (mainonce(p, argv, M_SPARE) == -1 ||
-	    parse_number(p, argv, 0, 1024, &n) == -1)
-		return (-1);
-	p->conf->spare_workers = n;
-	return (0);
-}
-
-/* ours: how long SIGTERM lets open sessions run before ending them */
-static int
-set_shutdown_timeout(struct parser *p, int ctx, int argc, char **argv)
-{
-	unsigned int	 ms;
-
-	if (mainonce(p, argv, M_SHUTDOWN) == -1)
-		return (-1);
-	if (parse_time(argv[1], &ms) == -1 || ms == 0)
-		return (badvalue(p, argv, argv[1]));
-	p->conf->shutdown_timeout_ms = ms;
-	return (0);
-}
-
-static int
-set_ignore(struct parser *p, int ctx, int argc, char **argv)
-{
-	log_debug("%s:%d: \"%s\" ignored", p->f->name, p->line, argv[0]);
-	return (0);
-}
-
 /* relative to the including file; a pattern may match nothing */
 static int
-set_include(struct parser *p, int ctx, int argc, char **argv)
+set_include(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
 	char	 path[PATH_MAX], dir[PATH_MAX];
 	glob_t	 g;
 	size_t	 i;
-	int	 rv = 0;
+	int	 rv = 0, ctx = p->ctx;
 
 	if (p->depth >= INCLUDE_DEPTH) {
 		perr(p, "too deep include of \"%s\"", argv[1]);
@@ -1086,20 +1316,9 @@ set_include(struct parser *p, int ctx, int argc, char **argv)
 	return (rv);
 }
 
-/*
- * mail and server.
- */
-
 static int
-set_mail(struct parser *p, int ctx, int argc, char **argv)
-{
-	if (mainonce(p, argv, M_MAIL) == -1)
-		return (-1);
-	return (parse_block(p, C_MAIL, 1));
-}
-
-static int
-set_server(struct parser *p, int ctx, int argc, char **argv)
+set_server(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
 	struct psrv	*ps;
 	int		 rv;
@@ -1116,134 +1335,15 @@ set_server(struct parser *p, int ctx, int argc, char **argv)
 	return (rv);
 }
 
+/* limit_auth_fail number window [delay], or off */
 static int
-set_server_name(struct parser *p, int ctx, int argc, char **argv)
+set_limit_auth_fail(struct parser *p, const struct directive *d,
+    void *base, int argc, char **argv)
 {
-	struct server_conf	*srv = level(p, ctx)->srv;
-
-	if (levelonce(p, ctx, argv, F_SERVER_NAME) == -1)
-		return (-1);
-	if (!isprintword(argv[1]) || strlcpy(srv->server_name, argv[1],
-	    sizeof(srv->server_name)) >= sizeof(srv->server_name))
-		return (badvalue(p, argv, argv[1]));
-	srv->server_name_set = 1;
-	return (0);
-}
-
-static int
-set_timeout(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct server_conf	*srv = level(p, ctx)->srv;
-	unsigned int		 ms, bit, *field;
-
-	if (strcmp(argv[0], "timeout") == 0) {
-		bit = F_TIMEOUT;
-		field = &srv->timeout_ms;
-	} else if (strcmp(argv[0], "auth_http_timeout") == 0) {
-		bit = F_AUTH_HTTP_TIMEOUT;
-		field = &srv->auth_http_timeout_ms;
-	} else if (strcmp(argv[0], "proxy_timeout") == 0) {
-		bit = F_PROXY_TIMEOUT;
-		field = &srv->proxy_timeout_ms;
-	} else {
-		/* resolver_timeout: checked, then unused */
-		bit = F_RESOLVER_TIMEOUT;
-		field = &ms;
-	}
-	if (levelonce(p, ctx, argv, bit) == -1)
-		return (-1);
-	if (parse_time(argv[1], &ms) == -1 || ms == 0)
-		return (badvalue(p, argv, argv[1]));
-	*field = ms;
-	return (0);
-}
-
-static int
-set_flag(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct server_conf	*srv = level(p, ctx)->srv;
-	int			 on, *field, unused;
-	unsigned int		 bit;
-
-	if (strcmp(argv[0], "proxy_pass_error_message") == 0) {
-		bit = F_PASS_ERROR;
-		field = &srv->proxy_pass_error_message;
-	} else if (strcmp(argv[0], "so_keepalive") == 0) {
-		bit = F_SO_KEEPALIVE;
-		field = &srv->so_keepalive;
-	} else if (strcmp(argv[0], "proxy") == 0) {
-		/* nginx parses it and never uses it */
-		bit = F_PROXY;
-		field = &unused;
-	} else
-		fatalx("%s: %s", __func__, argv[0]);
-	if (levelonce(p, ctx, argv, bit) == -1 ||
-	    parse_flag(p, argv, &on) == -1)
-		return (-1);
-	*field = on;
-	return (0);
-}
-
-static int
-set_size(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct server_conf	*srv = level(p, ctx)->srv;
-	size_t			 size, *field;
-	unsigned int		 bit;
-
-	if (strcmp(argv[0], "imap_client_buffer") == 0) {
-		bit = F_CLIENT_BUFFER;
-		field = &srv->imap_client_buffer;
-	} else {
-		bit = F_PROXY_BUFFER;
-		field = &srv->proxy_buffer;
-	}
-	if (levelonce(p, ctx, argv, bit) == -1)
-		return (-1);
-	/* a command line or a backend line must fit: below 64 is silly */
-	if (parse_size(argv[1], &size) == -1 || size < 64)
-		return (badvalue(p, argv, argv[1]));
-	*field = size;
-	return (0);
-}
-
-/* limit_conn_per_ip number; 0 turns off what mail{} set */
-static int
-set_limit_conn(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct psrv	*ps = level(p, ctx);
-	long long	 n;
-
-	if (ps->limit_set & LIMIT_F_CONN) {
-		perr(p, "\"%s\" directive is duplicate", argv[0]);
-		return (-1);
-	}
-	if (parse_number(p, argv, 0, 1000000, &n) == -1)
-		return (-1);
-	ps->limit_set |= LIMIT_F_CONN;
-	ps->srv->limit_conn_per_ip = n;
-	return (0);
-}
-
-/*
- * limit_auth_fail number window [delay], or off: after number failed
- * logins from one address, or for one user, within window, logins are
- * refused for the rest of the window, after delay (default 2s, as
- * Dovecot's auth_failure_delay), without asking the auth service.
- */
-static int
-set_limit_auth_fail(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct psrv		*ps = level(p, ctx);
-	struct server_conf	*srv = ps->srv;
+	struct server_conf	*srv = base;
 	long long		 n;
 	unsigned int		 window, delay = 2000;
 
-	if (ps->limit_set & LIMIT_F_AUTH_FAIL) {
-		perr(p, "\"%s\" directive is duplicate", argv[0]);
-		return (-1);
-	}
-	ps->limit_set |= LIMIT_F_AUTH_FAIL;
 	if (argc == 2 && strcmp(argv[1], "off") == 0) {
 		srv->limit_auth_fail = 0;
 		return (0);
@@ -1257,92 +1357,13 @@ set_limit_auth_fail(struct parser *p, int ctx, int argc, char **argv)
 		return (-1);
 	if (parse_time(argv[2], &window) == -1 || window < 1000)
 		return (badvalue(p, argv, argv[2]));
+	/* default 2s, as Dovecot's auth_failure_delay */
 	if (argc == 4 && (parse_time(argv[3], &delay) == -1 ||
 	    delay > 60000))
 		return (badvalue(p, argv, argv[3]));
 	srv->limit_auth_fail = n;
 	srv->limit_auth_fail_window_ms = window;
 	srv->limit_auth_fail_delay_ms = delay;
-	return (0);
-}
-
-/* a server{} takes the limits of mail{} it does not set itself */
-static void
-limit_merge(struct psrv *mail, struct psrv *ps)
-{
-	struct server_conf	*s = ps->srv, *m = mail->srv;
-
-	if ((ps->limit_set & LIMIT_F_CONN) == 0)
-		s->limit_conn_per_ip = m->limit_conn_per_ip;
-	if ((ps->limit_set & LIMIT_F_AUTH_FAIL) == 0) {
-		s->limit_auth_fail = m->limit_auth_fail;
-		s->limit_auth_fail_window_ms = m->limit_auth_fail_window_ms;
-		s->limit_auth_fail_delay_ms = m->limit_auth_fail_delay_ms;
-	}
-}
-
-static int
-set_max_errors(struct parser *p, int ctx, int argc, char **argv)
-{
-	long long	 n;
-
-	if (levelonce(p, ctx, argv, F_MAX_ERRORS) == -1 ||
-	    parse_number(p, argv, 1, 1000000, &n) == -1)
-		return (-1);
-	level(p, ctx)->srv->max_errors = n;
-	return (0);
-}
-
-/* like nginx's bitmask: repeatable, the first one clears the default */
-static int
-set_imap_auth(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct psrv	*ps = level(p, ctx);
-	unsigned int	 mech = 0;
-	int		 i;
-
-	if ((ps->set & F_IMAP_AUTH) == 0) {
-		ps->srv->imap_auth = 0;
-		ps->set |= F_IMAP_AUTH;
-	}
-	for (i = 1; i < argc; i++) {
-		if (strcasecmp(argv[i], "plain") == 0)
-			mech = MECH_PLAIN;
-		else if (strcasecmp(argv[i], "login") == 0)
-			mech = MECH_LOGIN;
-		else if (strcasecmp(argv[i], "cram-md5") == 0)
-			mech = MECH_CRAM_MD5;
-		else if (strcasecmp(argv[i], "external") == 0)
-			mech = MECH_EXTERNAL;
-		else
-			return (badvalue(p, argv, argv[i]));
-		ps->srv->imap_auth |= mech;
-	}
-	return (0);
-}
-
-/* replaces the default list; repeated lines append, as in nginx */
-static int
-set_imap_caps(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct psrv	*ps = level(p, ctx);
-	char		*caps = ps->srv->imap_capabilities;
-	size_t		 size = sizeof(ps->srv->imap_capabilities);
-	int		 i;
-
-	if ((ps->set & F_IMAP_CAPS) == 0) {
-		caps[0] = '\0';
-		ps->set |= F_IMAP_CAPS;
-	}
-	for (i = 1; i < argc; i++) {
-		if (!isprintword(argv[i]))
-			return (badvalue(p, argv, argv[i]));
-		if ((caps[0] != '\0' && strlcat(caps, " ", size) >= size) ||
-		    strlcat(caps, argv[i], size) >= size) {
-			perr(p, "too long \"%s\" list", argv[0]);
-			return (-1);
-		}
-	}
 	return (0);
 }
 
@@ -1403,15 +1424,14 @@ resolve(struct parser *p, const char *what, const char *host,
 }
 
 static int
-set_proxy_pass(struct parser *p, int ctx, int argc, char **argv)
+set_proxy_pass(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
-	struct server_conf	*srv = level(p, ctx)->srv;
+	struct server_conf	*srv = base;
 	struct addrinfo		*res;
 	char			 host[NAME_MAX_LEN], port[8];
 	const char		*why;
 
-	if (levelonce(p, ctx, argv, F_PROXY_PASS) == -1)
-		return (-1);
 	if ((why = split_hostport(argv[1], host, sizeof(host), port,
 	    sizeof(port))) != NULL) {
 		perr(p, "invalid value \"%s\" in \"%s\" directive: %s",
@@ -1427,22 +1447,20 @@ set_proxy_pass(struct parser *p, int ctx, int argc, char **argv)
 	if (strlcpy(srv->proxy_pass_name, argv[1],
 	    sizeof(srv->proxy_pass_name)) >= sizeof(srv->proxy_pass_name))
 		return (badvalue(p, argv, argv[1]));
-	srv->proxy_pass_set = 1;
 	return (0);
 }
 
 /* nginx resolves the auth service once, at load time; so do we */
 static int
-set_auth_http(struct parser *p, int ctx, int argc, char **argv)
+set_auth_http(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
-	struct server_conf	*srv = level(p, ctx)->srv;
+	struct server_conf	*srv = base;
 	struct auth_url		*au = &srv->auth_http;
 	struct addrinfo		*res;
 	char			 err[256], port[8];
 	int			 error;
 
-	if (levelonce(p, ctx, argv, F_AUTH_HTTP) == -1)
-		return (-1);
 	memset(au, 0, sizeof(*au));
 	err[0] = '\0';
 	if (authhttp_parse_url(argv[1], au, err, sizeof(err)) == -1) {
@@ -1464,14 +1482,14 @@ set_auth_http(struct parser *p, int ctx, int argc, char **argv)
 			return (-1);
 		}
 	}
-	srv->auth_http_set = 1;
 	return (0);
 }
 
 static int
-set_auth_header(struct parser *p, int ctx, int argc, char **argv)
+set_auth_header(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
-	struct server_conf	*srv = level(p, ctx)->srv;
+	struct server_conf	*srv = base;
 	struct auth_header	*h;
 	const char		*s;
 
@@ -1494,8 +1512,27 @@ set_auth_header(struct parser *p, int ctx, int argc, char **argv)
 	return (0);
 }
 
+/* headers: all of mail's, only if the server has none */
+static void
+merge_headers(const struct directive *d, struct psrv *mail, struct psrv *ps)
+{
+	struct server_conf	*m = mail->srv, *s = ps->srv;
+	struct auth_header	*h, *nh;
+
+	if (!TAILQ_EMPTY(&s->auth_headers))
+		return;
+	TAILQ_FOREACH(h, &m->auth_headers, entry) {
+		if ((nh = malloc(sizeof(*nh))) == NULL)
+			fatal(__func__);
+		*nh = *h;
+		nh->server_id = s->id;
+		TAILQ_INSERT_TAIL(&s->auth_headers, nh, entry);
+	}
+}
+
 static int
-set_protocol(struct parser *p, int ctx, int argc, char **argv)
+set_protocol(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
 	if (strcmp(argv[1], "imap") == 0)
 		return (0);
@@ -1507,151 +1544,46 @@ set_protocol(struct parser *p, int ctx, int argc, char **argv)
 	return (-1);
 }
 
-/*
- * TLS towards clients.
- */
-
+/* ssl_ciphers, proxy_ssl_ciphers: libtls says now whether it takes them */
 static int
-set_starttls(struct parser *p, int ctx, int argc, char **argv)
+set_ciphers(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
-	struct server_conf	*srv = level(p, ctx)->srv;
-
-	if (levelonce(p, ctx, argv, F_STARTTLS) == -1)
-		return (-1);
-	if (strcmp(argv[1], "on") == 0)
-		srv->starttls = STARTTLS_ON;
-	else if (strcmp(argv[1], "only") == 0)
-		srv->starttls = STARTTLS_ONLY;
-	else if (strcmp(argv[1], "off") == 0)
-		srv->starttls = STARTTLS_OFF;
-	else {
-		perr(p, "invalid value \"%s\" in \"%s\" directive, it must "
-		    "be \"on\", \"only\" or \"off\"", argv[1], argv[0]);
-		return (-1);
-	}
-	return (0);
-}
-
-/* a relative path is taken from the directory of the file that names it */
-static int
-ssl_path(struct parser *p, const char *arg, char *path, size_t size)
-{
-	char	 dir[PATH_MAX];
-	int	 n;
-
-	if (strncmp(arg, "engine:", 7) == 0 || strncmp(arg, "store:", 6) == 0 ||
-	    strncmp(arg, "data:", 5) == 0) {
-		perr(p, "\"%s\": only files are supported", arg);
-		return (-1);
-	}
-	if (arg[0] == '/')
-		n = snprintf(path, size, "%s", arg);
-	else {
-		strlcpy(dir, p->f->name, sizeof(dir));
-		n = snprintf(path, size, "%s/%s", dirname(dir), arg);
-	}
-	if (arg[0] == '\0' || n < 0 || (size_t)n >= size) {
-		perr(p, "invalid file name \"%s\"", arg);
-		return (-1);
-	}
-	return (0);
-}
-
-/* ssl_certificate and ssl_certificate_key pair up in the order given */
-static int
-set_ssl_file(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct psrv	*ps = level(p, ctx);
-	int		 key = strcmp(argv[0], "ssl_certificate_key") == 0;
-	int		*n = key ? &ps->nkey : &ps->ncert;
-
-	if (*n == TLS_MAX_PAIRS) {
-		perr(p, "too many \"%s\" directives, at most %d", argv[0],
-		    TLS_MAX_PAIRS);
-		return (-1);
-	}
-	if (ssl_path(p, argv[1], key ? ps->srv->tls_key_file[*n] :
-	    ps->srv->tls_cert_file[*n], TLS_PATH_MAX) == -1)
-		return (-1);
-	(*n)++;
-	return (0);
-}
-
-/* nginx's names: its "TLSv1" is TLS 1.0 alone, libtls's all of 1.x */
-static int
-set_ssl_protocols(struct parser *p, int ctx, int argc, char **argv)
-{
-	static const struct {
-		const char	*name;
-		uint32_t	 proto;
-	} protos[] = {
-		{ "TLSv1",	TLS_PROTOCOL_TLSv1_0 },
-		{ "TLSv1.1",	TLS_PROTOCOL_TLSv1_1 },
-		{ "TLSv1.2",	TLS_PROTOCOL_TLSv1_2 },
-		{ "TLSv1.3",	TLS_PROTOCOL_TLSv1_3 },
-	};
-	struct server_conf	*srv = level(p, ctx)->srv;
-	uint32_t		 mask = 0;
-	size_t			 j, n = sizeof(protos) / sizeof(protos[0]);
-	int			 i;
-
-	if (strcmp(argv[0], "proxy_ssl_protocols") == 0) {
-		if (level(p, ctx)->ptls_set & PTLS_F_PROTOCOLS) {
-			perr(p, "\"%s\" directive is duplicate", argv[0]);
-			return (-1);
-		}
-		level(p, ctx)->ptls_set |= PTLS_F_PROTOCOLS;
-	} else if (levelonce(p, ctx, argv, F_SSL_PROTOCOLS) == -1)
-		return (-1);
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "SSLv2") == 0 ||
-		    strcmp(argv[i], "SSLv3") == 0) {
-			perr(p, "\"%s\" is not supported", argv[i]);
-			return (-1);
-		}
-		for (j = 0; j < n; j++)
-			if (strcmp(argv[i], protos[j].name) == 0)
-				break;
-		if (j == n)
-			return (badvalue(p, argv, argv[i]));
-		mask |= protos[j].proto;
-	}
-	if (strcmp(argv[0], "proxy_ssl_protocols") == 0)
-		srv->proxy_ssl_protocols = mask;
-	else
-		srv->tls_protocols = mask;
-	return (0);
-}
-
-/* ssl_ciphers, ssl_ecdh_curve: libtls says now whether it takes them */
-static int
-set_ssl_string(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct server_conf	*srv = level(p, ctx)->srv;
 	struct tls_config	*tc;
-	int			 curve = strcmp(argv[0], "ssl_ecdh_curve") == 0;
-	const char		*v = argv[1];
-	char			*dst = curve ? srv->tls_ecdh_curve :
-				    srv->tls_ciphers;
-	size_t			 len = curve ? sizeof(srv->tls_ecdh_curve) :
-				    sizeof(srv->tls_ciphers);
 	int			 rv;
 
-	if (levelonce(p, ctx, argv, curve ? F_SSL_CURVE : F_SSL_CIPHERS) == -1)
-		return (-1);
-	if (curve && strcmp(v, "auto") == 0)
-		v = "default";
 	if ((tc = tls_config_new()) == NULL)
 		fatal("tls_config_new");
-	rv = curve ? tls_config_set_ecdhecurves(tc, v) :
-	    tls_config_set_ciphers(tc, v);
-	if (rv == -1)
+	if ((rv = tls_config_set_ciphers(tc, argv[1])) == -1)
 		perr(p, "invalid value \"%s\" in \"%s\" directive: %s",
 		    argv[1], argv[0], tls_config_error(tc));
 	tls_config_free(tc);
 	if (rv == -1)
 		return (-1);
-	if (strlcpy(dst, v, len) >= len)
+	if (strlcpy((char *)base + d->off, argv[1], d->size) >= d->size)
+		return (badvalue(p, argv, argv[1]));
+	return (0);
+}
+
+static int
+set_curve(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
+{
+	struct tls_config	*tc;
+	const char		*v = argv[1];
+	int			 rv;
+
+	if (strcmp(v, "auto") == 0)
+		v = "default";
+	if ((tc = tls_config_new()) == NULL)
+		fatal("tls_config_new");
+	if ((rv = tls_config_set_ecdhecurves(tc, v)) == -1)
+		perr(p, "invalid value \"%s\" in \"%s\" directive: %s",
+		    argv[1], argv[0], tls_config_error(tc));
+	tls_config_free(tc);
+	if (rv == -1)
+		return (-1);
+	if (strlcpy((char *)base + d->off, v, d->size) >= d->size)
 		return (badvalue(p, argv, argv[1]));
 	return (0);
 }
@@ -1662,99 +1594,53 @@ set_ssl_string(struct parser *p, int ctx, int argc, char **argv)
  * parameters is for.  The file must still be readable.
  */
 static int
-set_ssl_dhparam(struct parser *p, int ctx, int argc, char **argv)
+set_dhparam(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
-	struct server_conf	*srv = level(p, ctx)->srv;
-	char			 path[PATH_MAX];
+	char	 path[PATH_MAX];
 
-	if (levelonce(p, ctx, argv, F_SSL_DHPARAM) == -1 ||
-	    ssl_path(p, argv[1], path, sizeof(path)) == -1)
+	if (ssl_path(p, argv[1], path, sizeof(path)) == -1)
 		return (-1);
 	if (access(path, R_OK) == -1) {
 		perr(p, "cannot read \"%s\": %s", path, strerror(errno));
 		return (-1);
 	}
-	strlcpy(srv->tls_dhparams, "auto", sizeof(srv->tls_dhparams));
+	strlcpy((char *)base + d->off, "auto", d->size);
 	return (0);
 }
 
-/* session resumption, and ssl_prefer_server_ciphers */
+/* seconds, within the bounds libtls sets on a session lifetime */
 static int
-set_ssl_session(struct parser *p, int ctx, int argc, char **argv)
+set_session_timeout(struct parser *p, const struct directive *d,
+    void *base, int argc, char **argv)
 {
-	struct server_conf	*srv = level(p, ctx)->srv;
+	struct server_conf	*srv = base;
 	unsigned int		 ms;
 
-	if (strcmp(argv[0], "ssl_session_cache") == 0)
-		/* accepted and ignored: libtls resumes with tickets only */
-		return (levelonce(p, ctx, argv, F_SSL_SESS_CACHE));
-	if (strcmp(argv[0], "ssl_prefer_server_ciphers") == 0)
-		return (levelonce(p, ctx, argv, F_SSL_PREFER) == -1 ? -1 :
-		    parse_flag(p, argv, &srv->tls_prefer_server_ciphers));
-	if (strcmp(argv[0], "ssl_session_tickets") == 0)
-		return (levelonce(p, ctx, argv, F_SSL_TICKETS) == -1 ? -1 :
-		    parse_flag(p, argv, &srv->tls_session_tickets));
-	if (levelonce(p, ctx, argv, F_SSL_SESS_TIMEOUT) == -1)
-		return (-1);
 	if (parse_time(argv[1], &ms) == -1)
 		return (badvalue(p, argv, argv[1]));
-	/* the bounds libtls sets on a session lifetime */
 	ms /= 1000;
 	srv->tls_session_timeout = ms < 4 ? 4 : ms > 86400 ? 86400 : ms;
 	return (0);
 }
 
-/*
- * Client certificates: ssl_verify_client, ssl_verify_depth,
- * ssl_client_certificate, ssl_trusted_certificate and
- * auth_http_pass_client_cert.  Set once per level, inherited.
- */
+/* proxy_ssl_name: a host name or an address, sent as SNI */
 static int
-set_ccert(struct parser *p, int ctx, int argc, char **argv)
+set_host_name(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
-	static const char	*modes[] = { "off", "on", "optional",
-				    "optional_no_ca" };
-	struct psrv		*ps = level(p, ctx);
-	struct server_conf	*srv = ps->srv;
-	unsigned int		 bit;
-	long long		 n;
-	int			 i;
+	size_t	 i;
 
-	bit = strcmp(argv[0], "ssl_verify_client") == 0 ? CCERT_F_VERIFY :
-	    strcmp(argv[0], "ssl_verify_depth") == 0 ? CCERT_F_DEPTH :
-	    strcmp(argv[0], "ssl_client_certificate") == 0 ? CCERT_F_CA :
-	    strcmp(argv[0], "ssl_trusted_certificate") == 0 ?
-	    CCERT_F_TRUSTED : CCERT_F_PASS;
-	if (ps->ccert_set & bit) {
-		perr(p, "\"%s\" directive is duplicate", argv[0]);
-		return (-1);
-	}
-	ps->ccert_set |= bit;
-	switch (bit) {
-	case CCERT_F_VERIFY:
-		for (i = 0; i < 4; i++)
-			if (strcmp(argv[1], modes[i]) == 0) {
-				srv->ccert_verify = i;
-				return (0);
-			}
-		perr(p, "invalid value \"%s\" in \"%s\" directive, it must "
-		    "be \"on\", \"off\", \"optional\" or \"optional_no_ca\"",
-		    argv[1], argv[0]);
-		return (-1);
-	case CCERT_F_DEPTH:
-		if (parse_number(p, argv, 0, 100, &n) == -1)
-			return (-1);
-		srv->ccert_depth = n;
-		return (0);
-	case CCERT_F_CA:
-		return (ssl_path(p, argv[1], srv->ccert_ca_file, TLS_PATH_MAX));
-	case CCERT_F_TRUSTED:
-		return (ssl_path(p, argv[1], srv->ccert_trusted_file,
-		    TLS_PATH_MAX));
-	default:
-		return (parse_flag(p, argv, &srv->ccert_pass_cert));
-	}
+	for (i = 0; argv[1][i] != '\0'; i++)
+		if (!isalnum((unsigned char)argv[1][i]) &&
+		    strchr("-._:", argv[1][i]) == NULL)
+			return (badvalue(p, argv, argv[1]));
+	if (i == 0 || strlcpy((char *)base + d->off, argv[1], d->size) >=
+	    d->size)
+		return (badvalue(p, argv, argv[1]));
+	return (0);
 }
+
 
 /*
  * listen.
@@ -1890,7 +1776,8 @@ listen_resolve(struct parser *p, const char *spec, struct addrinfo **res)
 }
 
 static int
-set_listen(struct parser *p, int ctx, int argc, char **argv)
+set_listen(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
 	struct listen_conf	 tmpl, *lc, *l;
 	struct addrinfo		*res, *ai;
@@ -1939,43 +1826,45 @@ set_listen(struct parser *p, int ctx, int argc, char **argv)
  * Refusals.
  */
 
-/* the ssl_* directives not implemented (yet), each with what it is */
+/* the other ssl_* directives */
 static int
-deny_tls(struct parser *p, int ctx, int argc, char **argv)
+deny_tls(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
-	static const struct {
-		const char	*name;
-		const char	*what;
-	} later[] = {
-		{ "ssl_crl",			"with client certificates" },
-	};
-	size_t	 i;
-
-	for (i = 0; i < sizeof(later) / sizeof(later[0]); i++)
-		if (strncmp(argv[0], later[i].name,
-		    strlen(later[i].name)) == 0) {
-			perr(p, "TLS %s is not supported yet (\"%s\")",
-			    later[i].what, argv[0]);
-			return (-1);
-		}
 	perr(p, "TLS \"%s\" is not supported yet", argv[0]);
 	return (-1);
 }
 
 static int
-deny_ssl(struct parser *p, int ctx, int argc, char **argv)
+deny_crl(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
-	if (strcmp(argv[0], "ssl") == 0)
-		perr(p, "the \"ssl\" directive was removed in nginx 1.25.1, "
-		    "use \"listen ... ssl\"");
-	else
-		perr(p, "\"%s\" is not supported: keys must not be "
-		    "encrypted", argv[0]);
+	perr(p, "TLS with client certificates is not supported yet "
+	    "(\"%s\")", argv[0]);
 	return (-1);
 }
 
 static int
-deny_proto(struct parser *p, int ctx, int argc, char **argv)
+deny_encrypted(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
+{
+	perr(p, "\"%s\" is not supported: keys must not be encrypted",
+	    argv[0]);
+	return (-1);
+}
+
+static int
+deny_ssl(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
+{
+	perr(p, "the \"ssl\" directive was removed in nginx 1.25.1, "
+	    "use \"listen ... ssl\"");
+	return (-1);
+}
+
+static int
+deny_proto(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
 	perr(p, "\"%s\" is for pop3/smtp; imaprelayd proxies IMAP only",
 	    argv[0]);
@@ -1983,142 +1872,87 @@ deny_proto(struct parser *p, int ctx, int argc, char **argv)
 }
 
 static int
-deny_block(struct parser *p, int ctx, int argc, char **argv)
+deny_block(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
 	perr(p, "%s is not supported: imaprelayd is an IMAP proxy", argv[0]);
 	return (-1);
 }
 
 static int
-deny_later(struct parser *p, int ctx, int argc, char **argv)
+deny_later(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
 {
 	perr(p, "\"%s\" is not supported yet", argv[0]);
 	return (-1);
 }
 
 /*
- * After the file: inherit, check, number.
+ * After the file: inherit, check, read the files.
  */
 
-/* nginx's merge: what a server did not set comes from mail{} */
+/*
+ * nginx's merge, over the whole table: what a server did not set comes
+ * from mail{}.  The two rows of a pair (a certificate and its key) come
+ * together, and only when the server set neither.
+ */
 static void
 merge(struct psrv *mail, struct psrv *ps)
 {
-	struct server_conf	*m = mail->srv, *s = ps->srv;
-	struct auth_header	*h, *nh;
-	unsigned int		 inherit = mail->set & ~ps->set;
+	const struct directive	*d, *other;
+	char			*m = (char *)mail->srv, *s = (char *)ps->srv;
+	size_t			 i;
 
-	if (inherit & F_SERVER_NAME) {
-		memcpy(s->server_name, m->server_name, sizeof(s->server_name));
-		s->server_name_set = m->server_name_set;
-	}
-	if (inherit & F_TIMEOUT)
-		s->timeout_ms = m->timeout_ms;
-	if (inherit & F_AUTH_HTTP) {
-		s->auth_http = m->auth_http;
-		s->auth_http_set = m->auth_http_set;
-	}
-	if (inherit & F_AUTH_HTTP_TIMEOUT)
-		s->auth_http_timeout_ms = m->auth_http_timeout_ms;
-	if (inherit & F_IMAP_AUTH)
-		s->imap_auth = m->imap_auth;
-	if (inherit & F_IMAP_CAPS)
-		memcpy(s->imap_capabilities, m->imap_capabilities,
-		    sizeof(s->imap_capabilities));
-	if (inherit & F_CLIENT_BUFFER)
-		s->imap_client_buffer = m->imap_client_buffer;
-	if (inherit & F_PROXY_BUFFER)
-		s->proxy_buffer = m->proxy_buffer;
-	if (inherit & F_PROXY_TIMEOUT)
-		s->proxy_timeout_ms = m->proxy_timeout_ms;
-	if (inherit & F_PASS_ERROR)
-		s->proxy_pass_error_message = m->proxy_pass_error_message;
-	if (inherit & F_MAX_ERRORS)
-		s->max_errors = m->max_errors;
-	if (inherit & F_SO_KEEPALIVE)
-		s->so_keepalive = m->so_keepalive;
-	if (inherit & F_PROXY_PASS) {
-		s->proxy_pass = m->proxy_pass;
-		s->proxy_pass_len = m->proxy_pass_len;
-		memcpy(s->proxy_pass_name, m->proxy_pass_name,
-		    sizeof(s->proxy_pass_name));
-		s->proxy_pass_set = m->proxy_pass_set;
-	}
-	if (inherit & F_STARTTLS)
-		s->starttls = m->starttls;
-	if (inherit & F_SSL_PROTOCOLS)
-		s->tls_protocols = m->tls_protocols;
-	if (inherit & F_SSL_CIPHERS)
-		memcpy(s->tls_ciphers, m->tls_ciphers, sizeof(s->tls_ciphers));
-	if (inherit & F_SSL_PREFER)
-		s->tls_prefer_server_ciphers = m->tls_prefer_server_ciphers;
-	if (inherit & F_SSL_CURVE)
-		memcpy(s->tls_ecdh_curve, m->tls_ecdh_curve,
-		    sizeof(s->tls_ecdh_curve));
-	if (inherit & F_SSL_DHPARAM)
-		memcpy(s->tls_dhparams, m->tls_dhparams,
-		    sizeof(s->tls_dhparams));
-	if (inherit & F_SSL_SESS_TIMEOUT)
-		s->tls_session_timeout = m->tls_session_timeout;
-	if (inherit & F_SSL_TICKETS)
-		s->tls_session_tickets = m->tls_session_tickets;
-	ccert_merge(mail, ps);
-	limit_merge(mail, ps);
-	/* certificates: all of mail's, only if the server names none */
-	if (ps->ncert == 0 && ps->nkey == 0) {
-		memcpy(s->tls_cert_file, m->tls_cert_file,
-		    sizeof(s->tls_cert_file));
-		memcpy(s->tls_key_file, m->tls_key_file,
-		    sizeof(s->tls_key_file));
-		ps->ncert = mail->ncert;
-		ps->nkey = mail->nkey;
-	}
-	/* headers: all of mail's, only if the server has none */
-	if (!TAILQ_EMPTY(&s->auth_headers))
-		return;
-	TAILQ_FOREACH(h, &m->auth_headers, entry) {
-		if ((nh = malloc(sizeof(*nh))) == NULL)
-			fatal(__func__);
-		*nh = *h;
-		nh->server_id = s->id;
-		TAILQ_INSERT_TAIL(&s->auth_headers, nh, entry);
+	for (i = 0; i < NDIRECTIVES; i++) {
+		d = &directives[i];
+		if (d->flags & (D_GLOBAL | D_REFUSE))
+			continue;
+		if (d->merge != NULL) {
+			d->merge(d, mail, ps);
+			continue;
+		}
+		if (d->size == 0 || row_isset(ps->set, d))
+			continue;
+		other = d->flags & D_PAIR ? d + 1 :
+		    d->flags & D_PAIRED ? d - 1 : NULL;
+		if (other != NULL ? row_isset(ps->set, other) :
+		    !row_isset(mail->set, d))
+			continue;
+		memcpy(s + d->off, m + d->off, d->size);
+		if (d->given != 0)
+			memcpy(s + d->given, m + d->given, sizeof(int));
 	}
 }
 
-static void
-ccert_merge(struct psrv *mail, struct psrv *ps)
+/* the file of a certificate or key the workers (or auth) get */
+static const char *
+pem_path(struct server_conf *srv, int pair, int key)
 {
-	struct server_conf	*m = mail->srv, *s = ps->srv;
-	unsigned int		 inherit = mail->ccert_set & ~ps->ccert_set;
-
-	if (inherit & CCERT_F_VERIFY)
-		s->ccert_verify = m->ccert_verify;
-	if (inherit & CCERT_F_DEPTH)
-		s->ccert_depth = m->ccert_depth;
-	if (inherit & CCERT_F_CA)
-		memcpy(s->ccert_ca_file, m->ccert_ca_file,
-		    sizeof(s->ccert_ca_file));
-	if (inherit & CCERT_F_TRUSTED)
-		memcpy(s->ccert_trusted_file, m->ccert_trusted_file,
-		    sizeof(s->ccert_trusted_file));
-	if (inherit & CCERT_F_PASS)
-		s->ccert_pass_cert = m->ccert_pass_cert;
-	ps->ccert_set |= inherit;
+	switch (pair) {
+	case ATLS_PEM_CA:
+		return (srv->auth_tls_ca_file);
+	case ATLS_PEM_CLIENT:
+		return (key ? srv->auth_tls_key_file : srv->auth_tls_cert_file);
+	case PTLS_PEM_CA:
+		return (srv->proxy_ssl_ca_file);
+	case PTLS_PEM_CLIENT:
+		return (key ? srv->proxy_ssl_key_file :
+		    srv->proxy_ssl_cert_file);
+	case CCERT_PAIR_CA:
+		return (srv->ccert_ca_file);
+	case CCERT_PAIR_TRUSTED:
+		return (srv->ccert_trusted_file);
+	default:
+		return (key ? srv->tls_key_file[pair] :
+		    srv->tls_cert_file[pair]);
+	}
 }
 
 /* one certificate or key file into memory, for the imap workers */
 static int
 read_pem(struct parser *p, struct psrv *ps, int pair, int key)
 {
-	const char	*path = atls_pem_path(ps, pair, key) != NULL ?
-			    atls_pem_path(ps, pair, key) :
-			    ptls_pem_path(ps, pair, key) != NULL ?
-			    ptls_pem_path(ps, pair, key) :
-			    pair == CCERT_PAIR_CA ? ps->srv->ccert_ca_file :
-			    pair == CCERT_PAIR_TRUSTED ?
-			    ps->srv->ccert_trusted_file : key ?
-			    ps->srv->tls_key_file[pair] :
-			    ps->srv->tls_cert_file[pair];
+	const char	*path = pem_path(ps->srv, pair, key);
 	struct tls_pem	*pem;
 	struct stat	 st;
 	ssize_t		 n;
@@ -2163,6 +1997,18 @@ read_pem(struct parser *p, struct psrv *ps, int pair, int key)
 	return (0);
 }
 
+/* how many paths an S_PATHS field holds */
+static int
+npaths(const char *field, size_t size)
+{
+	size_t	 n;
+
+	for (n = 0; n < size / TLS_PATH_MAX; n++)
+		if (field[n * TLS_PATH_MAX] == '\0')
+			break;
+	return (n);
+}
+
 /*
  * A server that speaks TLS needs its pairs, read now so that a missing
  * file stops the start; one that does not never has its keys read.
@@ -2172,7 +2018,7 @@ tls_finish(struct parser *p, struct psrv *ps)
 {
 	struct server_conf	*srv = ps->srv;
 	struct listen_conf	*lc, *ssl = NULL;
-	int			 i;
+	int			 i, ncert, nkey;
 
 	TAILQ_FOREACH(lc, &p->conf->listens, entry)
 		if (lc->server_id == srv->id && lc->ssl && ssl == NULL)
@@ -2181,7 +2027,9 @@ tls_finish(struct parser *p, struct psrv *ps)
 		return (0);
 	if (ccert_check(ps) == -1)
 		return (-1);
-	if (ps->ncert == 0) {
+	ncert = npaths(srv->tls_cert_file[0], sizeof(srv->tls_cert_file));
+	nkey = npaths(srv->tls_key_file[0], sizeof(srv->tls_key_file));
+	if (ncert == 0) {
 		if (ssl != NULL)
 			log_warnx("%s:%d: no \"ssl_certificate\" is defined "
 			    "for the \"listen ... ssl\" directive", ssl->file,
@@ -2191,18 +2039,18 @@ tls_finish(struct parser *p, struct psrv *ps)
 			    "for \"starttls\"", ps->file, ps->line);
 		return (-1);
 	}
-	if (ps->nkey < ps->ncert) {
+	if (nkey < ncert) {
 		log_warnx("%s:%d: no \"ssl_certificate_key\" is defined for "
 		    "certificate \"%s\"", ps->file, ps->line,
-		    srv->tls_cert_file[ps->nkey]);
+		    srv->tls_cert_file[nkey]);
 		return (-1);
 	}
-	if (ps->nkey > ps->ncert) {
+	if (nkey > ncert) {
 		log_warnx("%s:%d: no \"ssl_certificate\" is defined for key "
-		    "\"%s\"", ps->file, ps->line, srv->tls_key_file[ps->ncert]);
+		    "\"%s\"", ps->file, ps->line, srv->tls_key_file[ncert]);
 		return (-1);
 	}
-	srv->tls_npairs = ps->ncert;
+	srv->tls_npairs = ncert;
 	for (i = 0; i < srv->tls_npairs; i++)
 		if (read_pem(p, ps, i, 0) == -1 || read_pem(p, ps, i, 1) == -1)
 			return (-1);
@@ -2244,6 +2092,7 @@ ccert_check(struct psrv *ps)
 	return (0);
 }
 
+
 static int
 finish(struct parser *p, const char *file)
 {
@@ -2256,11 +2105,7 @@ finish(struct parser *p, const char *file)
 	}
 	TAILQ_FOREACH(ps, &p->psrvs, entry) {
 		merge(&p->mail, ps);
-		ptls_merge(&p->mail, ps);
-		if (ptls_finish(p, ps) == -1)
-			return (-1);
-		atls_merge(&p->mail, ps);
-		if (atls_finish(p, ps) == -1)
+		if (ptls_finish(p, ps) == -1 || atls_finish(p, ps) == -1)
 			return (-1);
 		if (ps->nlisten == 0) {
 			log_warnx("%s:%d: server has no \"listen\" directive",
@@ -2294,60 +2139,6 @@ finish(struct parser *p, const char *file)
 		}
 	}
 	return (0);
-}
-
-/*
- * auth_http over https: the CA bundle that verifies the auth service
- * and a client certificate for it.  The parent reads the files; only
- * the auth process gets their bytes (IMSG_CFG_AUTH_TLS).
- */
-static int
-set_atls(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct server_conf	*srv = level(p, ctx)->srv;
-	char			*dst;
-	size_t			 len = TLS_PATH_MAX;
-
-	if (strcmp(argv[0], "auth_http_trusted_certificate") == 0)
-		dst = srv->auth_tls_ca_file;
-	else if (strcmp(argv[0], "auth_http_certificate") == 0)
-		dst = srv->auth_tls_cert_file;
-	else
-		dst = srv->auth_tls_key_file;
-	if (dst[0] != '\0') {
-		perr(p, "\"%s\" directive is duplicate", argv[0]);
-		return (-1);
-	}
-	return (ssl_path(p, argv[1], dst, len));
-}
-
-static void
-atls_merge(struct psrv *mail, struct psrv *ps)
-{
-	struct server_conf	*m = mail->srv, *s = ps->srv;
-
-	if (s->auth_tls_ca_file[0] == '\0')
-		memcpy(s->auth_tls_ca_file, m->auth_tls_ca_file,
-		    sizeof(s->auth_tls_ca_file));
-	/* the certificate and its key go together */
-	if (s->auth_tls_cert_file[0] == '\0' &&
-	    s->auth_tls_key_file[0] == '\0') {
-		memcpy(s->auth_tls_cert_file, m->auth_tls_cert_file,
-		    sizeof(s->auth_tls_cert_file));
-		memcpy(s->auth_tls_key_file, m->auth_tls_key_file,
-		    sizeof(s->auth_tls_key_file));
-	}
-}
-
-static const char *
-atls_pem_path(struct psrv *ps, int pair, int key)
-{
-	if (pair == ATLS_PEM_CA)
-		return (ps->srv->auth_tls_ca_file);
-	if (pair == ATLS_PEM_CLIENT)
-		return (key ? ps->srv->auth_tls_key_file :
-		    ps->srv->auth_tls_cert_file);
-	return (NULL);
 }
 
 static int
@@ -2411,140 +2202,6 @@ sni_shared(struct config *conf, struct listen_conf *first,
 			return (-1);
 	}
 	return (0);
-}
-
-/*
- * TLS to the backend: proxy_ssl_*.  The parent reads the CA bundle and
- * the client certificate; the imap workers get the bytes in memory.
- */
-
-static int
-set_ptls_mode(struct parser *p, struct server_conf *srv, char **argv)
-{
-	if (strcmp(argv[1], "on") == 0)
-		srv->proxy_ssl = PTLS_ON;
-	else if (strcmp(argv[1], "starttls") == 0)
-		srv->proxy_ssl = PTLS_STARTTLS;
-	else if (strcmp(argv[1], "off") == 0)
-		srv->proxy_ssl = PTLS_OFF;
-	else {
-		perr(p, "invalid value \"%s\" in \"%s\" directive, it must "
-		    "be \"on\", \"starttls\" or \"off\"", argv[1], argv[0]);
-		return (-1);
-	}
-	return (0);
-}
-
-/* proxy_ssl_ciphers: libtls says now whether it takes them */
-static int
-set_ptls_ciphers(struct parser *p, struct server_conf *srv, char **argv)
-{
-	struct tls_config	*tc;
-	int			 rv;
-
-	if ((tc = tls_config_new()) == NULL)
-		fatal("tls_config_new");
-	if ((rv = tls_config_set_ciphers(tc, argv[1])) == -1)
-		perr(p, "invalid value \"%s\" in \"%s\" directive: %s",
-		    argv[1], argv[0], tls_config_error(tc));
-	tls_config_free(tc);
-	if (rv == -1)
-		return (-1);
-	if (strlcpy(srv->proxy_ssl_ciphers, argv[1],
-	    sizeof(srv->proxy_ssl_ciphers)) >= sizeof(srv->proxy_ssl_ciphers))
-		return (badvalue(p, argv, argv[1]));
-	return (0);
-}
-
-static int
-set_ptls(struct parser *p, int ctx, int argc, char **argv)
-{
-	struct psrv		*ps = level(p, ctx);
-	struct server_conf	*srv = ps->srv;
-	const char		*n = argv[0];
-	unsigned int		 bit;
-	size_t			 i;
-
-	bit = strcmp(n, "proxy_ssl") == 0 ? PTLS_F_MODE :
-	    strcmp(n, "proxy_ssl_verify") == 0 ? PTLS_F_VERIFY :
-	    strcmp(n, "proxy_ssl_trusted_certificate") == 0 ? PTLS_F_CA :
-	    strcmp(n, "proxy_ssl_name") == 0 ? PTLS_F_NAME :
-	    strcmp(n, "proxy_ssl_certificate") == 0 ? PTLS_F_CERT :
-	    strcmp(n, "proxy_ssl_certificate_key") == 0 ? PTLS_F_KEY :
-	    PTLS_F_CIPHERS;
-	if (ps->ptls_set & bit) {
-		perr(p, "\"%s\" directive is duplicate", n);
-		return (-1);
-	}
-	ps->ptls_set |= bit;
-	switch (bit) {
-	case PTLS_F_MODE:
-		return (set_ptls_mode(p, srv, argv));
-	case PTLS_F_VERIFY:
-		return (parse_flag(p, argv, &srv->proxy_ssl_verify));
-	case PTLS_F_CA:
-		return (ssl_path(p, argv[1], srv->proxy_ssl_ca_file,
-		    sizeof(srv->proxy_ssl_ca_file)));
-	case PTLS_F_CERT:
-		return (ssl_path(p, argv[1], srv->proxy_ssl_cert_file,
-		    sizeof(srv->proxy_ssl_cert_file)));
-	case PTLS_F_KEY:
-		return (ssl_path(p, argv[1], srv->proxy_ssl_key_file,
-		    sizeof(srv->proxy_ssl_key_file)));
-	case PTLS_F_CIPHERS:
-		return (set_ptls_ciphers(p, srv, argv));
-	}
-	/* proxy_ssl_name: a host name or an address, sent as SNI */
-	for (i = 0; argv[1][i] != '\0'; i++)
-		if (!isalnum((unsigned char)argv[1][i]) &&
-		    strchr("-._:", argv[1][i]) == NULL)
-			return (badvalue(p, argv, argv[1]));
-	if (i == 0 || strlcpy(srv->proxy_ssl_name, argv[1],
-	    sizeof(srv->proxy_ssl_name)) >= sizeof(srv->proxy_ssl_name))
-		return (badvalue(p, argv, argv[1]));
-	return (0);
-}
-
-/* what a server did not set comes from mail{}, as for the others */
-static void
-ptls_merge(struct psrv *mail, struct psrv *ps)
-{
-	struct server_conf	*m = mail->srv, *s = ps->srv;
-	unsigned int		 inherit = mail->ptls_set & ~ps->ptls_set;
-
-	if (inherit & PTLS_F_MODE)
-		s->proxy_ssl = m->proxy_ssl;
-	if (inherit & PTLS_F_VERIFY)
-		s->proxy_ssl_verify = m->proxy_ssl_verify;
-	if (inherit & PTLS_F_PROTOCOLS)
-		s->proxy_ssl_protocols = m->proxy_ssl_protocols;
-	if (inherit & PTLS_F_CIPHERS)
-		memcpy(s->proxy_ssl_ciphers, m->proxy_ssl_ciphers,
-		    sizeof(s->proxy_ssl_ciphers));
-	if (inherit & PTLS_F_NAME)
-		memcpy(s->proxy_ssl_name, m->proxy_ssl_name,
-		    sizeof(s->proxy_ssl_name));
-	if (inherit & PTLS_F_CA)
-		memcpy(s->proxy_ssl_ca_file, m->proxy_ssl_ca_file,
-		    sizeof(s->proxy_ssl_ca_file));
-	/* the client certificate and its key go together */
-	if ((ps->ptls_set & (PTLS_F_CERT | PTLS_F_KEY)) == 0) {
-		memcpy(s->proxy_ssl_cert_file, m->proxy_ssl_cert_file,
-		    sizeof(s->proxy_ssl_cert_file));
-		memcpy(s->proxy_ssl_key_file, m->proxy_ssl_key_file,
-		    sizeof(s->proxy_ssl_key_file));
-	}
-}
-
-static const char *
-ptls_pem_path(struct psrv *ps, int pair, int key)
-{
-	if (pair == PTLS_PEM_CA)
-		return (ps->srv->proxy_ssl_ca_file);
-	if (pair == PTLS_PEM_CLIENT)
-		return (key ? ps->srv->proxy_ssl_key_file :
-		    ps->srv->proxy_ssl_cert_file);
-	return (NULL);
 }
 
 /*
