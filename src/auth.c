@@ -295,6 +295,10 @@ auth_dispatch_parent(int fd, short event, void *arg)
 			draining = 1;
 			auth_check_drain();
 			break;
+		case IMSG_CTL_LOG_FD:
+			if ((cfd = imsg_get_fd(&imsg)) != -1)
+				log_replacefd(cfd);
+			break;
 		case IMSG_CTL_VERBOSE:
 			if (imsg_get_data(&imsg, &verbose,
 			    sizeof(verbose)) == -1)

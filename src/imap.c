@@ -41,6 +41,7 @@
 
 #define IMAP_DEFAULT_CAPS	"IMAP4 IMAP4rev1 UIDPLUS"
 #define BYE_TOO_MANY		"* BYE [UNAVAILABLE] too many connections\r\n"
+#define SHUTDOWN_FLUSH_SEC	2	/* BYE sent: clients that do not read */
 
 struct imap_listener {
 	TAILQ_ENTRY(imap_listener)	 entry;
@@ -57,6 +58,8 @@ static void	imap_auth_channel(struct imsg *);
 static void	imap_auth_lost(void);
 static void	imap_dispatch_auth(int, short, void *);
 static void	imap_drain(void);
+static void	imap_shutdown(void);
+static void	imap_shutdown_done(int, short, void *);
 static void	server_caps(struct imap_server *);
 static void	listeners_start(void);
 static void	listeners_pause(int);
@@ -84,6 +87,7 @@ static TAILQ_HEAD(, imap_listener) listeners =
 static int			 admission;	/* enum admission */
 static int			 listening;
 static uint32_t			 conn_next_id;	/* limit_conn_per_ip */
+static struct event		 ev_shutdown;
 
 void
 imap_main(int debug, int verbose, const char *user)
@@ -153,6 +157,13 @@ imap_dispatch_parent(int fd, short event, void *arg)
 			break;
 		case IMSG_CTL_DRAIN:
 			imap_drain();
+			break;
+		case IMSG_CTL_SHUTDOWN:
+			imap_shutdown();
+			break;
+		case IMSG_CTL_LOG_FD:
+			if ((v = imsg_get_fd(&imsg)) != -1)
+				log_replacefd(v);
 			break;
 		case IMSG_CTL_VERBOSE:
 			if (imsg_get_data(&imsg, &v, sizeof(v)) == -1)
@@ -329,6 +340,35 @@ imap_drain(void)
 		imsgbuf_flush(&iev_parent.ibuf);
 		exit(0);
 	}
+}
+
+/*
+ * The daemon stops: every session is told BYE and logged; those whose
+ * client does not take the BYE are closed a little later.
+ */
+static void
+imap_shutdown(void)
+{
+	struct session	*s, *next;
+	struct timeval	 tv = { SHUTDOWN_FLUSH_SEC, 0 };
+
+	imap_drain();
+	evtimer_set(&ev_shutdown, imap_shutdown_done, NULL);
+	evtimer_add(&ev_shutdown, &tv);
+	/* the last session's end may exit the worker */
+	TAILQ_FOREACH_SAFE(s, &imap_sessions, entry, next)
+		session_shutdown(s);
+}
+
+static void
+imap_shutdown_done(int fd, short event, void *arg)
+{
+	struct session	*s;
+
+	while ((s = TAILQ_FIRST(&imap_sessions)) != NULL)
+		session_close(s, s->reason != NULL ? s->reason : "shutdown");
+	imsgbuf_flush(&iev_parent.ibuf);
+	exit(0);
 }
 
 /*

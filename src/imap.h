@@ -223,6 +223,7 @@ void		 session_update(struct session *);
 void		 session_timer(struct session *, unsigned int);
 int		 session_finish(struct session *, const char *);
 void		 session_close(struct session *, const char *);
+void		 session_shutdown(struct session *);
 int		 session_resume(struct session *);
 int		 session_unavailable(struct session *, const char *,
 		    const char *, const char *);

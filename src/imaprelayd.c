@@ -4,8 +4,10 @@
  * It parses the configuration, binds the listening sockets, and
  * fork+execs the children: one auth process and the imap workers.  It
  * hands them their configuration and sockets over imsg, restarts
- * children that die, reloads on SIGHUP and drains on SIGTERM.  It never
- * parses a byte that came from the network.
+ * children that die, and answers signals as nginx's master does:
+ * SIGHUP reloads, SIGUSR1 reopens error_log, SIGQUIT stops gracefully,
+ * SIGTERM and SIGINT stop fast.  It never parses a byte that came from
+ * the network.
  *
  * Children belong to a generation: the configuration they were started
  * with.  A reload starts a new generation and drains the old one, so
@@ -33,7 +35,8 @@
 
 #include "imaprelayd.h"
 
-#define SHUTDOWN_GRACE_SEC	10	/* SIGTERM default, shutdown_timeout */
+#define SHUTDOWN_GRACE_SEC	10	/* SIGQUIT default, shutdown_timeout */
+#define SHUTDOWN_KILL_SEC	5	/* workers told BYE: then SIGKILL */
 #define RESPAWN_BACKOFF_SEC	1	/* a child that keeps dying */
 
 enum child_kind {
@@ -89,8 +92,9 @@ static int		 started;	/* "startup" logged */
 static int		 overloaded;
 static uint32_t		 next_child_id = 1;
 static uint32_t		 next_gen_id = 1;
-static struct event	 ev_sigterm, ev_sigint, ev_sighup, ev_sigchld;
-static struct event	 ev_shutdown, ev_respawn;
+static struct event	 ev_sigterm, ev_sigint, ev_sigquit, ev_sighup;
+static struct event	 ev_sigusr1, ev_sigusr2, ev_sigchld;
+static struct event	 ev_shutdown, ev_kill, ev_respawn;
 
 /* TLS session ticket keys: [0] older (decrypts), [1] newest */
 static struct ticket_key ticket_keys[2];
@@ -141,6 +145,23 @@ find_self_path(const char *argv0)
 		return (path);
 	fatalx("need an absolute path to re-exec, run as %s from PATH "
 	    "with its full name", argv0);
+}
+
+/* a relative -f made absolute, not resolved: a symlink may change */
+static const char *
+conf_abspath(const char *path)
+{
+	static char	 abs[PATH_MAX];
+	char		 cwd[PATH_MAX];
+
+	if (path[0] == '/')
+		return (path);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		fatal("getcwd");
+	if ((size_t)snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >=
+	    sizeof(abs))
+		fatalx("%s/%s: path too long", cwd, path);
+	return (abs);
 }
 
 static int
@@ -270,14 +291,15 @@ listen_close_all(struct config *conf)
 	}
 }
 
-static void
+/* 1: a new descriptor in log_fd, 0: none to open, -1: failed */
+static int
 open_error_log(struct config *conf)
 {
 	int	 fd;
 
 	if (debug || conf->error_log[0] == '\0' ||
 	    strncmp(conf->error_log, "syslog", 6) == 0)
-		return;
+		return (0);
 	if (strcmp(conf->error_log, "stderr") == 0)
 		fd = dup(STDERR_FILENO);
 	else
@@ -285,12 +307,44 @@ open_error_log(struct config *conf)
 		    O_CLOEXEC, 0640);
 	if (fd == -1) {
 		log_warn("error_log %s", conf->error_log);
-		return;
+		return (-1);
 	}
 	if (log_fd != -1)
 		close(log_fd);
 	log_fd = fd;
 	log_setfd(fd);
+	return (1);
+}
+
+/*
+ * Children cannot open files: each gets a copy of the parent's new
+ * error_log descriptor and closes its old one.
+ */
+static void
+children_send_log_fd(void)
+{
+	struct child	*c;
+	int		 fd;
+
+	if (log_fd == -1)
+		return;
+	TAILQ_FOREACH(c, &children, entry) {
+		if ((fd = fcntl(log_fd, F_DUPFD_CLOEXEC, 0)) == -1) {
+			log_warn("%s: dup", __func__);
+			return;
+		}
+		imsgev_compose(&c->iev, IMSG_CTL_LOG_FD, 0, fd, NULL, 0);
+	}
+}
+
+/* SIGUSR1, as nginx: logrotate moved the file away, write a new one */
+static void
+parent_reopen_logs(void)
+{
+	if (current == NULL || open_error_log(current->conf) != 1)
+		return;
+	children_send_log_fd();
+	log_info("reopened error_log %s", current->conf->error_log);
 }
 
 static void
@@ -375,6 +429,17 @@ unix_path_args(struct config *conf, char **argv, int argc)
 	return (argc + 2 * n);
 }
 
+/* fd at a fixed number across exec (dup2 to itself keeps CLOEXEC) */
+static void
+fd_at(int fd, int at)
+{
+	if (fd == at) {
+		if (fcntl(fd, F_SETFD, 0) == -1)
+			fatal("fcntl");
+	} else if (dup2(fd, at) == -1)
+		fatal("dup2");
+}
+
 static pid_t
 child_exec(enum child_kind kind, int chan, struct config *conf)
 {
@@ -390,10 +455,11 @@ child_exec(enum child_kind kind, int chan, struct config *conf)
 	default:
 		return (pid);
 	}
-	if (dup2(chan, PROC_PARENT_FD) == -1)
-		fatal("dup2");
-	if (log_fd != -1 && dup2(log_fd, PROC_LOG_FD) == -1)
-		fatal("dup2");
+	if (log_fd == PROC_PARENT_FD && (log_fd = dup(log_fd)) == -1)
+		fatal("dup");
+	fd_at(chan, PROC_PARENT_FD);
+	if (log_fd != -1)
+		fd_at(log_fd, PROC_LOG_FD);
 	closefrom(log_fd != -1 ? PROC_LOG_FD + 1 : PROC_PARENT_FD + 1);
 	/*
 	 * A short argv[0]: libbsd's setproctitle() marks a title shorter
@@ -736,7 +802,7 @@ child_exited(struct child *c, int status)
 	abnormal = WIFSIGNALED(status) || (WIFEXITED(status) &&
 	    WEXITSTATUS(status) != 0);
 	if (shutting_down && WIFSIGNALED(status) &&
-	    WTERMSIG(status) == SIGTERM)
+	    WTERMSIG(status) == SIGKILL)
 		log_info("%s pid %d ended", what, (int)c->pid);
 	else if (WIFSIGNALED(status))
 		log_warnx("%s pid %d killed by signal %d%s", what,
@@ -802,7 +868,8 @@ parent_reload(void)
 		return;
 	}
 	listen_close_all(old->conf);
-	open_error_log(conf);
+	if (open_error_log(conf) == 1)
+		children_send_log_fd();
 	current = generation_new(conf);
 	overloaded = 0;
 	generation_fill(current);
@@ -891,40 +958,81 @@ parent_shutdown_check(void)
 	exit(0);
 }
 
-/* the grace time is over: sessions still open are ended */
+/* workers that did not say BYE and exit in time */
 static void
-parent_shutdown_timeout(int fd, short event, void *arg)
+parent_shutdown_kill(int fd, short event, void *arg)
 {
 	struct child	*c;
 
-	TAILQ_FOREACH(c, &children, entry)
-		kill(c->pid, SIGTERM);
+	TAILQ_FOREACH(c, &children, entry) {
+		log_warnx("%s pid %d still running, killed",
+		    c->kind == CHILD_AUTH ? "auth process" : "imap worker",
+		    (int)c->pid);
+		kill(c->pid, SIGKILL);
+	}
 }
 
+/*
+ * Sessions still open are ended: every worker says BYE to its clients,
+ * logs their end and exits.
+ */
 static void
-parent_shutdown(void)
+parent_shutdown_sessions(int fd, short event, void *arg)
+{
+	struct timeval	 tv = { SHUTDOWN_KILL_SEC, 0 };
+	struct child	*c;
+
+	if (evtimer_pending(&ev_kill, NULL))
+		return;
+	evtimer_del(&ev_shutdown);
+	if (active_sessions() > 0)
+		log_info("ending %d open sessions", active_sessions());
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->kind == CHILD_IMAP)
+			imsgev_compose(&c->iev, IMSG_CTL_SHUTDOWN, 0, -1,
+			    NULL, 0);
+	evtimer_add(&ev_kill, &tv);
+}
+
+/*
+ * As nginx: SIGQUIT is the graceful stop (no new clients, sessions
+ * finish for up to shutdown_timeout, then BYE), SIGTERM and SIGINT
+ * the fast one (BYE to every session now).  A fast stop during a
+ * graceful one cuts the grace time short.
+ */
+static void
+parent_shutdown(int fast)
 {
 	struct generation	*gen;
 	struct timeval		 tv = { SHUTDOWN_GRACE_SEC, 0 };
 	unsigned int		 ms;
 
 	if (shutting_down) {
-		parent_shutdown_timeout(-1, 0, NULL);
+		if (fast)
+			parent_shutdown_sessions(-1, 0, NULL);
 		return;
 	}
 	if (current != NULL && (ms = current->conf->shutdown_timeout_ms) > 0) {
 		tv.tv_sec = ms / 1000;
 		tv.tv_usec = (ms % 1000) * 1000;
 	}
-	log_info("draining: no new clients, %d sessions open",
-	    active_sessions());
+	if (fast)
+		log_info("shutting down: no new clients, %d sessions open",
+		    active_sessions());
+	else
+		log_info("draining: no new clients, %d sessions open",
+		    active_sessions());
 	shutting_down = 1;
 	TAILQ_FOREACH(gen, &generations, entry) {
 		generation_drain(gen);
 		listen_close_all(gen->conf);
 	}
-	evtimer_set(&ev_shutdown, parent_shutdown_timeout, NULL);
-	evtimer_add(&ev_shutdown, &tv);
+	evtimer_set(&ev_shutdown, parent_shutdown_sessions, NULL);
+	evtimer_set(&ev_kill, parent_shutdown_kill, NULL);
+	if (fast)
+		parent_shutdown_sessions(-1, 0, NULL);
+	else
+		evtimer_add(&ev_shutdown, &tv);
 	parent_shutdown_check();
 }
 
@@ -934,11 +1042,20 @@ parent_sig_handler(int sig, short event, void *arg)
 	switch (sig) {
 	case SIGTERM:
 	case SIGINT:
-		parent_shutdown();
+		parent_shutdown(1);
+		break;
+	case SIGQUIT:
+		parent_shutdown(0);
 		break;
 	case SIGHUP:
 		if (!shutting_down)
 			parent_reload();
+		break;
+	case SIGUSR1:
+		parent_reopen_logs();
+		break;
+	case SIGUSR2:
+		log_warnx("SIGUSR2: no binary upgrade here, ignored");
 		break;
 	case SIGCHLD:
 		parent_reap();
@@ -960,9 +1077,24 @@ check_user(struct config *conf)
 		    "\"user\" in %s", conf->user, conf->user, conffile);
 }
 
+/*
+ * The signals a terminal or a careless pkill sends to every process of
+ * the daemon are the parent's: it tells the children what to do.
+ */
+static void
+child_signals(void)
+{
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGUSR2, SIG_IGN);
+}
+
 static __attribute__((noreturn)) void
 child_main(const char *proc, const char *user, int logfd)
 {
+	child_signals();
 	if (logfd)
 		log_setfd(PROC_LOG_FD);
 	if (strcmp(proc, "auth") == 0)
@@ -1022,6 +1154,8 @@ main(int argc, char *argv[])
 		child_main(proc, user, logfd);
 	}
 
+	/* daemon() changes to /: a reload must find the same file */
+	conffile = conf_abspath(conffile);
 	/* TLS setups too: a key that does not fit its certificate */
 	if ((conf = parse_config(conffile)) == NULL || ctls_check(conf) == -1)
 		exit(1);
@@ -1046,11 +1180,17 @@ main(int argc, char *argv[])
 	event_init();
 	signal_set(&ev_sigterm, SIGTERM, parent_sig_handler, NULL);
 	signal_set(&ev_sigint, SIGINT, parent_sig_handler, NULL);
+	signal_set(&ev_sigquit, SIGQUIT, parent_sig_handler, NULL);
 	signal_set(&ev_sighup, SIGHUP, parent_sig_handler, NULL);
+	signal_set(&ev_sigusr1, SIGUSR1, parent_sig_handler, NULL);
+	signal_set(&ev_sigusr2, SIGUSR2, parent_sig_handler, NULL);
 	signal_set(&ev_sigchld, SIGCHLD, parent_sig_handler, NULL);
 	signal_add(&ev_sigterm, NULL);
 	signal_add(&ev_sigint, NULL);
+	signal_add(&ev_sigquit, NULL);
 	signal_add(&ev_sighup, NULL);
+	signal_add(&ev_sigusr1, NULL);
+	signal_add(&ev_sigusr2, NULL);
 	signal_add(&ev_sigchld, NULL);
 	evtimer_set(&ev_respawn, parent_respawn, NULL);
 

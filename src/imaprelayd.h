@@ -239,6 +239,8 @@ enum imsg_type {
 	IMSG_CTL_DRAIN,		/* stop accepting, exit when idle */
 	IMSG_CTL_VERBOSE,	/* int: log verbosity */
 	IMSG_CTL_TICKET_KEY,	/* parent -> imap: struct ticket_key */
+	IMSG_CTL_SHUTDOWN,	/* parent -> imap: BYE to every session, exit */
+	IMSG_CTL_LOG_FD,	/* fd: error_log reopened (SIGUSR1) */
 	/* children -> parent */
 	IMSG_CTL_READY,		/* configured, serving */
 	IMSG_CTL_ACCEPTED,	/* imap: a client session started */
@@ -378,6 +380,7 @@ struct imsgev {
 /* log.c */
 void	log_init(int, int);
 void	log_setfd(int);
+void	log_replacefd(int);
 void	log_procinit(const char *);
 void	log_setverbose(int);
 int	log_getverbose(void);

@@ -36,6 +36,15 @@ log_setfd(int fd)
 	log_fd = fd;
 }
 
+/* SIGUSR1: the parent reopened error_log and sent us the new file */
+void
+log_replacefd(int fd)
+{
+	if (log_fd != -1 && log_fd != fd)
+		close(log_fd);
+	log_fd = fd;
+}
+
 void
 log_procinit(const char *name)
 {

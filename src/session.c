@@ -262,6 +262,34 @@ session_close(struct session *s, const char *reason)
 	session_gone();
 }
 
+/*
+ * The daemon stops: BYE after what the client was already owed (in the
+ * relay, the backend's bytes not yet written), then close.  Nothing
+ * can be said in the clear to a TLS client before its handshake ends.
+ */
+void
+session_shutdown(struct session *s)
+{
+	const char	*bye = "* BYE Server shutting down\r\n";
+
+	if (s->state == S_CLOSING)
+		return;
+	if (s->tls_state == TLSS_HANDSHAKE || s->tls_state == TLSS_PENDING ||
+	    (s->implicit_tls && s->tls_state != TLSS_ON)) {
+		session_close(s, "shutdown");
+		return;
+	}
+	if (s->state == S_RELAY && IOBUF_LEN(&s->b2c) > 0) {
+		s->bytes_out += IOBUF_LEN(&s->b2c);
+		if (client_send(s, IOBUF_DATA(&s->b2c),
+		    IOBUF_LEN(&s->b2c)) == -1)
+			return;
+	}
+	if (client_send(s, bye, strlen(bye)) == -1)
+		return;
+	session_finish(s, "shutdown");
+}
+
 /* stop reading, send what is queued (the final reply), then close */
 int
 session_finish(struct session *s, const char *reason)
