@@ -1,7 +1,7 @@
 """Faults around the proxy: an auth service that floods headers,
 backends that say BYE, hang up mid-login or never greet (a small Python
 TCP server: a real socket peer, where Dovecot cannot be made to
-misbehave), SIGHUP under load, a broken reload, SIGQUIT with sessions
+misbehave), SIGHUP under load, a broken reload, SIGTERM with sessions
 open, and a descriptor and memory leak check over 2,000 sessions.
 
 Each fault ends in a clear answer or a clean close, a log line with the
@@ -310,11 +310,11 @@ class Shutdown(FaultTestCase):
         s.close()
         return False
 
-    def test_sigquit_lets_a_session_finish(self):
+    def test_sigterm_lets_a_session_finish(self):
         d = self.start(top={"shutdown_timeout": "30s"})
         c = self.logged_in()
         mark = d.mark()
-        d.signal(signal.SIGQUIT)
+        d.signal(signal.SIGTERM)
         d.wait_for_log(r"draining: no new clients, 1 sessions open",
                        since=mark)
         # new clients are refused at once
@@ -337,11 +337,11 @@ class Shutdown(FaultTestCase):
         self.assertLess(time.monotonic() - t0, 5)
         self.assertRegex(d.log()[mark:], r"\bexiting\b")
 
-    def test_sigquit_grace_time(self):
+    def test_sigterm_grace_time(self):
         d = self.start(top={"shutdown_timeout": "2s"})
         c = self.logged_in()
         t0 = time.monotonic()
-        d.signal(signal.SIGQUIT)
+        d.signal(signal.SIGTERM)
         status = d.proc.wait(10)
         elapsed = time.monotonic() - t0
         self.assertEqual(status, 0)

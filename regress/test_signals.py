@@ -1,8 +1,8 @@
-"""Signals as nginx's master answers them, against the live daemon:
-SIGUSR1 reopens error_log (logrotate moved the file), SIGHUP reloads
-(also when -f was a relative path and the daemon changed to /),
-SIGTERM and SIGINT stop fast and SIGQUIT gracefully, and every session
-a stop ends gets "* BYE" and its "session end" line.
+"""Signals against the live daemon: SIGUSR1 reopens error_log
+(logrotate moved the file), SIGHUP reloads (also when -f was a relative
+path and the daemon changed to /), SIGTERM stops gracefully and
+SIGQUIT and SIGINT fast (nginx has TERM and QUIT the other way round),
+and every session a stop ends gets "* BYE" and its "session end" line.
 
 The reopen and relative -f tests run the daemon as it runs in
 production: without -d, so that it daemonizes, writes its pid file and
@@ -205,8 +205,8 @@ class Stop(DaemonTestCase):
         self.assertRegex(d.log()[mark:], r"\bexiting\b")
         return time.monotonic() - t0
 
-    def test_sigterm_is_fast_and_says_bye(self):
-        elapsed = self.stop_with(signal.SIGTERM,
+    def test_sigquit_is_fast_and_says_bye(self):
+        elapsed = self.stop_with(signal.SIGQUIT,
                                  top={"shutdown_timeout": "30s"})
         self.assertLess(elapsed, 5)
 
@@ -215,21 +215,21 @@ class Stop(DaemonTestCase):
                                  top={"shutdown_timeout": "30s"})
         self.assertLess(elapsed, 5)
 
-    def test_sigquit_says_bye_at_the_end_of_the_grace_time(self):
-        elapsed = self.stop_with(signal.SIGQUIT,
+    def test_sigterm_says_bye_at_the_end_of_the_grace_time(self):
+        elapsed = self.stop_with(signal.SIGTERM,
                                  top={"shutdown_timeout": "1500ms"})
         self.assertGreater(elapsed, 1.4)
 
-    def test_sigterm_during_sigquit_cuts_the_grace_time(self):
+    def test_sigquit_during_sigterm_cuts_the_grace_time(self):
         d = self.start(top={"shutdown_timeout": "60s"})
         c = self.connect()
         self.login(c)
         mark = d.mark()
-        d.signal(signal.SIGQUIT)
+        d.signal(signal.SIGTERM)
         d.wait_for_log(r"draining: no new clients", since=mark)
         c.cmd("n NOOP")
         self.assertTrue(c.read_until_tagged("n")[-1].startswith("n OK"))
-        d.signal(signal.SIGTERM)
+        d.signal(signal.SIGQUIT)
         c.expect(BYE, timeout=5)
         self.assertEqual(d.proc.wait(10), 0)
         self.assertEqual(self.session_end(c.client_addr)["reason"],

@@ -4,10 +4,9 @@
  * It parses the configuration, binds the listening sockets, and
  * fork+execs the children: one auth process and the imap workers.  It
  * hands them their configuration and sockets over imsg, restarts
- * children that die, and answers signals as nginx's master does:
- * SIGHUP reloads, SIGUSR1 reopens error_log, SIGQUIT stops gracefully,
- * SIGTERM and SIGINT stop fast.  It never parses a byte that came from
- * the network.
+ * children that die, and answers signals: SIGHUP reloads, SIGUSR1
+ * reopens error_log, SIGTERM stops gracefully, SIGQUIT and SIGINT stop
+ * fast.  It never parses a byte that came from the network.
  *
  * Children belong to a generation: the configuration they were started
  * with.  A reload starts a new generation and drains the old one, so
@@ -35,7 +34,7 @@
 
 #include "imaprelayd.h"
 
-#define SHUTDOWN_GRACE_SEC	10	/* SIGQUIT default, shutdown_timeout */
+#define SHUTDOWN_GRACE_SEC	10	/* SIGTERM default, shutdown_timeout */
 #define SHUTDOWN_KILL_SEC	5	/* workers told BYE: then SIGKILL */
 #define RESPAWN_BACKOFF_SEC	1	/* a child that keeps dying */
 
@@ -995,10 +994,11 @@ parent_shutdown_sessions(int fd, short event, void *arg)
 }
 
 /*
- * As nginx: SIGQUIT is the graceful stop (no new clients, sessions
- * finish for up to shutdown_timeout, then BYE), SIGTERM and SIGINT
- * the fast one (BYE to every session now).  A fast stop during a
- * graceful one cuts the grace time short.
+ * SIGTERM, what service managers send, is the graceful stop: no new
+ * clients, sessions finish for up to shutdown_timeout, then BYE.
+ * SIGQUIT and SIGINT are the fast one: BYE to every session now.  A
+ * fast stop during a graceful one cuts the grace time short.  (nginx
+ * has them the other way round: QUIT graceful, TERM and INT fast.)
  */
 static void
 parent_shutdown(int fast)
@@ -1041,11 +1041,11 @@ parent_sig_handler(int sig, short event, void *arg)
 {
 	switch (sig) {
 	case SIGTERM:
-	case SIGINT:
-		parent_shutdown(1);
+		parent_shutdown(0);
 		break;
 	case SIGQUIT:
-		parent_shutdown(0);
+	case SIGINT:
+		parent_shutdown(1);
 		break;
 	case SIGHUP:
 		if (!shutting_down)
