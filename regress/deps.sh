@@ -5,10 +5,12 @@
 # to install and carry on.  Also creates the daemon's unprivileged user.
 # Idempotent, and quick when everything is present.
 
-# clang and libclang-rt-dev (libFuzzer, ASan, UBSan) for the fuzz targets
+# clang and libclang-rt-dev (libFuzzer, ASan, UBSan) for the fuzz targets;
+# systemd for systemd-analyze (test_service: the unit is verified and
+# its exposure measured; nothing is started)
 PKGS="gcc make pkg-config libbsd-dev libevent-dev libtls-dev \
 libcurl4-openssl-dev dovecot-imapd python3 curl openssl mandoc procps \
-clang libclang-rt-dev libssl-dev"
+clang libclang-rt-dev libssl-dev systemd"
 DAEMON_USER=_imaprelayd
 
 is_root() {

@@ -135,6 +135,17 @@ class Detached(DaemonTestCase):
         # the signal stopped nothing
         self.assertEqual(auth_pids, self.titled(d, "auth"))
 
+    def test_first_process_exits_once_the_daemon_serves(self):
+        # what systemd's Type=forking relies on: when the command
+        # returns, the pid file is there and clients are served
+        d = self.detached()
+        with open(d.pid_path) as f:
+            self.assertEqual(int(f.read()), d.pid)
+        self.assertRegex(d.log(), r"\bstartup\b")
+        m = self.imap(port=d.port)
+        m.login("alice", self.password("alice"))
+        m.logout()
+
     def titled(self, d, title):
         return [p[0] for p in util.descendants(d.pid)
                 if p[3].startswith("imaprelayd: " + title)]

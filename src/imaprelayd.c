@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@
 
 #define SHUTDOWN_GRACE_SEC	10	/* SIGTERM default, shutdown_timeout */
 #define SHUTDOWN_KILL_SEC	5	/* workers told BYE: then SIGKILL */
+#define READY_WAIT_SEC		60	/* daemonize: the first process waits */
 #define RESPAWN_BACKOFF_SEC	1	/* a child that keeps dying */
 
 enum child_kind {
@@ -88,6 +90,7 @@ static int		 nunix_paths;
 static int		 log_fd = -1;
 static int		 shutting_down;
 static int		 started;	/* "startup" logged */
+static int		 ready_fd = -1;	/* daemonize: tells the first process */
 static int		 overloaded;
 static uint32_t		 next_child_id = 1;
 static uint32_t		 next_gen_id = 1;
@@ -144,6 +147,51 @@ find_self_path(const char *argv0)
 		return (path);
 	fatalx("need an absolute path to re-exec, run as %s from PATH "
 	    "with its full name", argv0);
+}
+
+/*
+ * Into the background as a service manager expects of Type=forking:
+ * the first process exits only once the daemon serves (pid file
+ * written, every child configured), 1 if it never got there.
+ */
+static void
+daemonize(void)
+{
+	struct pollfd	 pfd;
+	char		 c;
+	int		 p[2], null;
+
+	if (pipe2(p, O_CLOEXEC) == -1)
+		fatal("pipe");
+	switch (fork()) {
+	case -1:
+		fatal("fork");
+	case 0:
+		break;
+	default:
+		close(p[1]);
+		pfd.fd = p[0];
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, READY_WAIT_SEC * 1000) == 1 &&
+		    read(p[0], &c, 1) == 1)
+			_exit(0);
+		fprintf(stderr, "imaprelayd: not ready after %d seconds or "
+		    "exited, see the log\n", READY_WAIT_SEC);
+		_exit(1);
+	}
+	close(p[0]);
+	ready_fd = p[1];
+	if (setsid() == -1)
+		fatal("setsid");
+	if (chdir("/") == -1)
+		fatal("chdir /");
+	if ((null = open("/dev/null", O_RDWR)) == -1)
+		fatal("/dev/null");
+	dup2(null, STDIN_FILENO);
+	dup2(null, STDOUT_FILENO);
+	dup2(null, STDERR_FILENO);
+	if (null > STDERR_FILENO)
+		close(null);
 }
 
 /* a relative -f made absolute, not resolved: a symlink may change */
@@ -700,6 +748,12 @@ parent_check_startup(void)
 			return;
 	started = 1;
 	log_info("startup");
+	if (ready_fd != -1) {
+		if (write(ready_fd, "", 1) == -1)
+			log_warn("%s: write", __func__);
+		close(ready_fd);
+		ready_fd = -1;
+	}
 }
 
 static void
@@ -1063,18 +1117,27 @@ parent_sig_handler(int sig, short event, void *arg)
 	}
 }
 
-static void
-check_user(struct config *conf)
+/* the user must exist where it is used (as root), and for -n */
+static int
+check_user(struct config *conf, int noaction)
 {
-	if (geteuid() != 0) {
+	if (!noaction && geteuid() != 0) {
 		log_warnx("running as an unprivileged user: no chroot and no "
 		    "privilege drop for the children");
-		return;
+		return (0);
 	}
-	if (getpwnam(conf->user) == NULL)
-		fatalx("user %s does not exist: create it (e.g. useradd "
-		    "-r -d /var/empty -s /usr/sbin/nologin %s) or set "
-		    "\"user\" in %s", conf->user, conf->user, conffile);
+	if (getpwnam(conf->user) != NULL)
+		return (0);
+	if (conf->user_line > 0)
+		log_warnx("%s:%d: user \"%s\" does not exist: create it "
+		    "(e.g. useradd -r -d /var/empty -s /usr/sbin/nologin %s)",
+		    conf->user_file, conf->user_line, conf->user, conf->user);
+	else
+		log_warnx("%s: user \"%s\" (the default) does not exist: "
+		    "create it (e.g. useradd -r -d /var/empty -s "
+		    "/usr/sbin/nologin %s) or set \"user\"", conffile,
+		    conf->user, conf->user);
+	return (-1);
 }
 
 /*
@@ -1157,7 +1220,8 @@ main(int argc, char *argv[])
 	/* daemon() changes to /: a reload must find the same file */
 	conffile = conf_abspath(conffile);
 	/* TLS setups too: a key that does not fit its certificate */
-	if ((conf = parse_config(conffile)) == NULL || ctls_check(conf) == -1)
+	if ((conf = parse_config(conffile)) == NULL ||
+	    check_user(conf, noaction) == -1 || ctls_check(conf) == -1)
 		exit(1);
 	if (noaction) {
 		fprintf(stderr, "configuration OK\n");
@@ -1165,15 +1229,14 @@ main(int argc, char *argv[])
 		exit(0);
 	}
 	self_path = find_self_path(argv[0]);
-	check_user(conf);
 	if (listen_bind_all(conf, NULL) == -1)
 		exit(1);
 
 	log_init(debug, LOG_DAEMON);
 	log_setverbose(verbose + debug);
 	open_error_log(conf);
-	if (!debug && daemon(0, 0) == -1)
-		fatal("daemon");
+	if (!debug)
+		daemonize();
 	setproctitle("parent");
 	write_pidfile(conf);
 

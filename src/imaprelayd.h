@@ -205,6 +205,8 @@ TAILQ_HEAD(tls_pem_list, tls_pem);
 
 struct config {
 	char			 user[LOGIN_NAME_MAX];	/* _imaprelayd */
+	char			 user_file[PATH_MAX];	/* where "user" was */
+	int			 user_line;		/* 0: not given */
 	int			 worker_processes;	/* 0: auto (ncpu) */
 	unsigned int		 worker_connections;	/* 512 */
 	enum isolation		 isolation;

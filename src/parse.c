@@ -60,6 +60,9 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <tls.h>
 
 #include "imaprelayd.h"
@@ -155,6 +158,9 @@ struct directive {
 #define SPECIAL(fn)	.slot = S_SPECIAL, .set = (fn)
 #define NONE		.slot = S_NONE
 
+static int	set_user(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	pair_check(struct parser *, struct psrv *, int);
 static int	set_error_log(struct parser *, const struct directive *, void *,
 		    int, char **);
 static int	set_include(struct parser *, const struct directive *, void *,
@@ -243,7 +249,7 @@ static const struct keyword ptls_modes[] = {
 static const struct directive directives[] = {
 	/* main */
 	{ "user",		C_MAIN,	1, 2,	D_GLOBAL | D_WORD,
-	    GLB(S_STRING, user) },
+	    GLB(S_STRING, user), .set = set_user },
 	{ "worker_processes",	C_MAIN,	1, 1,	D_GLOBAL,
 	    GLB(S_NUMBER, worker_processes), .lo = 1, .hi = 1024,
 	    .vals = autonum },
@@ -1255,6 +1261,18 @@ loglevel(const char *s)
 	return (-1);
 }
 
+/* a slot, and where it was given: the parent checks the user exists */
+static int
+set_user(struct parser *p, const struct directive *d, void *base, int argc,
+    char **argv)
+{
+	if (set_slot(p, d, base, argc, argv) == -1)
+		return (-1);
+	strlcpy(p->conf->user_file, p->f->name, sizeof(p->conf->user_file));
+	p->conf->user_line = p->line;
+	return (0);
+}
+
 static int
 set_error_log(struct parser *p, const struct directive *d, void *base,
     int argc, char **argv)
@@ -2052,9 +2070,55 @@ tls_finish(struct parser *p, struct psrv *ps)
 	}
 	srv->tls_npairs = ncert;
 	for (i = 0; i < srv->tls_npairs; i++)
-		if (read_pem(p, ps, i, 0) == -1 || read_pem(p, ps, i, 1) == -1)
+		if (read_pem(p, ps, i, 0) == -1 ||
+		    read_pem(p, ps, i, 1) == -1 || pair_check(p, ps, i) == -1)
 			return (-1);
 	return (ccert_finish(p, ps));
+}
+
+static int
+pem_nopass(char *buf, int size, int rwflag, void *u)
+{
+	return (0);
+}
+
+/* a key that is not the certificate's fails here, not at start */
+static int
+pair_check(struct parser *p, struct psrv *ps, int pair)
+{
+	struct server_conf	*srv = ps->srv;
+	struct tls_pem		*cp, *kp;
+	BIO			*cb = NULL, *kb = NULL;
+	X509			*x = NULL;
+	EVP_PKEY		*k = NULL;
+	int			 rv = -1;
+
+	cp = config_pem(p->conf, srv->id, pair, 0);
+	kp = config_pem(p->conf, srv->id, pair, 1);
+	if (cp == NULL || kp == NULL)
+		return (0);
+	if ((cb = BIO_new_mem_buf(cp->data, cp->len)) == NULL ||
+	    (kb = BIO_new_mem_buf(kp->data, kp->len)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	if ((x = PEM_read_bio_X509(cb, NULL, pem_nopass, NULL)) == NULL)
+		log_warnx("%s:%d: no certificate in \"%s\"", ps->file,
+		    ps->line, srv->tls_cert_file[pair]);
+	else if ((k = PEM_read_bio_PrivateKey(kb, NULL, pem_nopass,
+	    NULL)) == NULL)
+		log_warnx("%s:%d: no private key in \"%s\" (or one with a "
+		    "password)", ps->file, ps->line, srv->tls_key_file[pair]);
+	else if (X509_check_private_key(x, k) != 1)
+		log_warnx("%s:%d: key \"%s\" does not match certificate "
+		    "\"%s\"", ps->file, ps->line, srv->tls_key_file[pair],
+		    srv->tls_cert_file[pair]);
+	else
+		rv = 0;
+	EVP_PKEY_free(k);
+	X509_free(x);
+	BIO_free(cb);
+	BIO_free(kb);
+	ERR_clear_error();
+	return (rv);
 }
 
 /* the CA lists of ssl_verify_client, read now for the imap workers */
