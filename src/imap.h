@@ -184,6 +184,8 @@ struct session {
 	struct iobuf		 b2c;
 	uint64_t		 bytes_in;	/* client -> backend */
 	uint64_t		 bytes_out;	/* backend -> client */
+	char			 btail[120];	/* its last bytes: a LOGOUT? */
+	uint8_t			 btail_len;
 };
 
 TAILQ_HEAD(session_list, session);
@@ -285,6 +287,7 @@ int		 proxy_login_pending(struct session *);
 void		 proxy_timeout(struct session *);
 void		 proxy_close_backend(struct session *);
 void		 proxy_events(struct session *, int *, int *);
+int		 proxy_logged_out(struct session *);
 
 /* ptls.c: TLS to the backend */
 void		 ptls_configure(struct config *);

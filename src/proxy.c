@@ -50,6 +50,7 @@ static int	login_ok(struct session *, const char *, size_t);
 static int	login_rejected(struct session *, const char *, size_t);
 static int	backend_flush(struct session *);
 static int	relay_backend_read(struct session *);
+static void	relay_tail(struct session *, const unsigned char *, size_t);
 static ssize_t	backend_read(struct session *, void *, size_t);
 static ssize_t	backend_write(struct session *, const void *, size_t);
 static void	backend_tls_name(struct session *, const struct sockaddr *,
@@ -567,6 +568,56 @@ login_ok(struct session *s, const char *line, size_t len)
 	return (0);
 }
 
+/*
+ * The backend's last bytes, kept to tell a session that ended with a
+ * completed LOGOUT ("* BYE ...", then the tagged OK) from one that was
+ * dropped, whichever side closed first.
+ */
+static void
+relay_tail(struct session *s, const unsigned char *data, size_t n)
+{
+	size_t	 keep, size = sizeof(s->btail);
+
+	if (n >= size) {
+		memcpy(s->btail, data + n - size, size);
+		s->btail_len = size;
+		return;
+	}
+	keep = s->btail_len + n > size ? size - n : s->btail_len;
+	memmove(s->btail, s->btail + s->btail_len - keep, keep);
+	memcpy(s->btail + keep, data, n);
+	s->btail_len = keep + n;
+}
+
+/* the backend's last two lines were "* BYE ..." and "<tag> OK ..." */
+int
+proxy_logged_out(struct session *s)
+{
+	const char	*t = s->btail, *end = s->btail + s->btail_len;
+	const char	*last, *prev;
+
+	if (s->btail_len < 2 || end[-1] != '\n')
+		return (0);
+	/* the start of the last line and of the one before */
+	for (last = end - 1; last > t && last[-1] != '\n'; last--)
+		;
+	if (last == t)
+		return (0);
+	for (prev = last - 1; prev > t && prev[-1] != '\n'; prev--)
+		;
+	if (prev == t && s->btail_len == sizeof(s->btail))
+		return (0);	/* the line before may be cut */
+	if (end - prev < 6 || strncasecmp(prev, "* BYE", 5) != 0 ||
+	    (prev[5] != ' ' && prev[5] != '\r'))
+		return (0);
+	if (*last == '*' || *last == '+' || *last == ' ')
+		return (0);
+	while (last < end && *last != ' ')
+		last++;
+	return (end - last > 3 && strncasecmp(last, " OK", 3) == 0 &&
+	    (last[3] == ' ' || last[3] == '\r' || last[3] == '\n'));
+}
+
 static int
 login_rejected(struct session *s, const char *line, size_t len)
 {
@@ -643,6 +694,7 @@ relay_backend_read(struct session *s)
 		if (s->reason == NULL)
 			s->reason = "backend closed";
 	} else {
+		relay_tail(s, s->b2c.data + s->b2c.len, n);
 		s->b2c.len += n;
 		session_timer(s, s->conf->proxy_timeout_ms);
 	}

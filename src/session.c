@@ -311,6 +311,11 @@ session_log_end(struct session *s, const char *reason)
 {
 	char	 user[128], why[512];
 
+	/* LOGOUT answered: whichever side closed first, it was no drop */
+	if (s->state == S_RELAY && reason != NULL &&
+	    (strcmp(reason, "client closed") == 0 ||
+	    strcmp(reason, "backend closed") == 0) && proxy_logged_out(s))
+		reason = "client logout";
 	log_info("session end client=%s user=%s backend=%s auth_ms=%u "
 	    "in=%llu out=%llu duration_ms=%llu reason=\"%s\"", s->client,
 	    log_safe(user, sizeof(user), s->user,
