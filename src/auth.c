@@ -86,7 +86,8 @@ struct auth_req {
 	struct authhttp_reply	 reply;
 	int			 hdr_error;
 	size_t			 body;
-	char			 service[NAME_MAX_LEN + 16];
+	char			 service[NAME_MAX_LEN + 16 +
+				    sizeof(((struct auth_url *)0)->addrs)];
 	unsigned int		 timeout_ms;
 	char			 errbuf[CURL_ERROR_SIZE];
 };
@@ -701,7 +702,7 @@ auth_req_issue(struct auth_req *r)
 {
 	struct server_conf	*srv;
 	struct auth_url		*au;
-	char			 buf[NAME_MAX_LEN + INET6_ADDRSTRLEN + 16];
+	char			 buf[NAME_MAX_LEN + sizeof(au->addrs) + 16];
 	int			 v6;
 
 	if (conf == NULL ||
@@ -730,12 +731,14 @@ auth_req_issue(struct auth_req *r)
 
 	if (auth_req_headers(r, srv) == -1)
 		goto fail;
-	/* pin the address the parent resolved: we never resolve */
-	if (au->unix_path[0] == '\0' && au->addr[0] != '\0' && !v6 &&
+	/*
+	 * Pin every address the parent resolved, so that libcurl tries
+	 * them in turn as it would a name's: we never resolve.
+	 */
+	if (au->unix_path[0] == '\0' && au->addrs[0] != '\0' && !v6 &&
 	    inet_pton(AF_INET, au->host, buf) != 1) {
-		snprintf(buf, sizeof(buf), "%s:%d:%s%s%s", au->host, au->port,
-		    strchr(au->addr, ':') ? "[" : "", au->addr,
-		    strchr(au->addr, ':') ? "]" : "");
+		snprintf(buf, sizeof(buf), "%s:%d:%s", au->host, au->port,
+		    au->addrs);
 		if ((r->resolve = curl_slist_append(NULL, buf)) == NULL)
 			goto fail;
 	}
@@ -983,6 +986,31 @@ slist_free_wipe(struct curl_slist *list)
 	curl_slist_free_all(list);
 }
 
+/*
+ * A name's addresses are all pinned and libcurl tries them in turn:
+ * the log says which one answered, or which were tried.
+ */
+static void
+auth_req_where(struct auth_req *r, CURLcode rc)
+{
+	char		*ip = NULL;
+	const char	*pins;
+	size_t		 len = strlen(r->service);
+
+	if (r->resolve == NULL || r->easy == NULL)
+		return;
+	if (curl_easy_getinfo(r->easy, CURLINFO_PRIMARY_IP, &ip) ==
+	    CURLE_OK && ip != NULL && *ip != '\0')
+		snprintf(r->service + len, sizeof(r->service) - len, " (%s)",
+		    ip);
+	else if (rc == CURLE_COULDNT_CONNECT &&
+	    (pins = strchr(r->resolve->data, ':')) != NULL &&
+	    (pins = strchr(pins + 1, ':')) != NULL)
+		/* "host:port:addresses", host a name without ':' */
+		snprintf(r->service + len, sizeof(r->service) - len,
+		    " (tried %s)", pins + 1);
+}
+
 static void
 auth_req_done(struct auth_req *r, CURLcode rc)
 {
@@ -992,6 +1020,7 @@ auth_req_done(struct auth_req *r, CURLcode rc)
 	long			 oserr = 0;
 	int			 st;
 
+	auth_req_where(r, rc);
 	if (rc != CURLE_OK) {
 		if (r->hdr_error)
 			strlcpy(reason, r->reply.error, sizeof(reason));

@@ -283,6 +283,19 @@ recv_global(struct config *conf, struct imsg *imsg)
 	TAILQ_INIT(&conf->tls_pems);
 }
 
+static int
+host_addrs_check(const struct host_addrs *ha)
+{
+	int	 i;
+
+	if (ha->n < 0 || ha->n > HOST_ADDRS_MAX)
+		return (-1);
+	for (i = 0; i < ha->n; i++)
+		if (ha->len[i] > sizeof(ha->ss[i]))
+			return (-1);
+	return (0);
+}
+
 static void
 recv_server(struct config *conf, struct imsg *imsg)
 {
@@ -295,7 +308,7 @@ recv_server(struct config *conf, struct imsg *imsg)
 		fatalx("%s: bad length", __func__);
 	if (config_server_byid(conf, srv->id) != NULL)
 		fatalx("%s: duplicate server %u", __func__, srv->id);
-	if (srv->proxy_pass_len > sizeof(srv->proxy_pass))
+	if (host_addrs_check(&srv->proxy_pass) == -1)
 		fatalx("%s: bad proxy_pass address", __func__);
 	TERMINATE(srv->server_name);
 	TERMINATE(srv->imap_capabilities);
@@ -304,7 +317,7 @@ recv_server(struct config *conf, struct imsg *imsg)
 	TERMINATE(srv->auth_http.curl_url);
 	TERMINATE(srv->auth_http.unix_path);
 	TERMINATE(srv->auth_http.host);
-	TERMINATE(srv->auth_http.addr);
+	TERMINATE(srv->auth_http.addrs);
 	TERMINATE(srv->tls_ciphers);
 	TERMINATE(srv->tls_ecdh_curve);
 	TERMINATE(srv->tls_dhparams);

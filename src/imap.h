@@ -152,6 +152,8 @@ struct session {
 	/* the backend */
 	int			 bfd;
 	char			 backend[ADDR_STR_LEN];
+	int			 bnext;		/* proxy_pass address to try next,
+						   0: none */
 	struct event		 ev_bread;
 	struct event		 ev_bwrite;
 	char			*buser;		/* credentials for the backend */
@@ -279,6 +281,8 @@ void		 ccert_request(struct session *, struct auth_request *);
 void		 ccert_free(struct session *);
 
 /* proxy.c */
+int		 proxy_connect_pass(struct session *, const char *, size_t,
+		    const char *, size_t);
 int		 proxy_connect(struct session *, const struct sockaddr *,
 		    socklen_t, const char *, size_t, const char *, size_t);
 int		 proxy_client_read(struct session *);

@@ -33,6 +33,7 @@
 #define HEADER_NAME_LEN		128
 #define HEADER_VALUE_LEN	1024
 #define ADDR_STR_LEN		(INET6_ADDRSTRLEN + 8)	/* "[addr]:port" */
+#define HOST_ADDRS_MAX		8	/* addresses kept of a configured name */
 
 /* imap_auth mechanisms, in the fixed order they are advertised */
 #define MECH_PLAIN		0x01
@@ -115,6 +116,16 @@ struct auth_header {
 };
 TAILQ_HEAD(auth_header_list, auth_header);
 
+/*
+ * A configured host:port and every address it resolved to, in the
+ * order getaddrinfo gave them: each is tried in turn.
+ */
+struct host_addrs {
+	int			 n;
+	socklen_t		 len[HOST_ADDRS_MAX];
+	struct sockaddr_storage	 ss[HOST_ADDRS_MAX];
+};
+
 /* where auth_http points, parsed and resolved by the parent */
 struct auth_url {
 	char		 url[URL_MAX_LEN];	/* as given in the config */
@@ -122,7 +133,9 @@ struct auth_url {
 	char		 unix_path[108];	/* unix:/path:/uri form */
 	char		 host[NAME_MAX_LEN];	/* for CURLOPT_RESOLVE */
 	int		 port;
-	char		 addr[INET6_ADDRSTRLEN];	/* host resolved */
+	/* every address host resolved to, as CURLOPT_RESOLVE lists them:
+	   "192.0.2.1,[2001:db8::1]" */
+	char		 addrs[HOST_ADDRS_MAX * (INET6_ADDRSTRLEN + 3)];
 	int		 https;
 };
 
@@ -145,8 +158,7 @@ struct server_conf {
 	unsigned int			 max_errors;		/* 5 */
 	int				 so_keepalive;		/* backend */
 	int				 proxy_pass_set;
-	struct sockaddr_storage		 proxy_pass;
-	socklen_t			 proxy_pass_len;
+	struct host_addrs		 proxy_pass;
 	char				 proxy_pass_name[NAME_MAX_LEN + 8];
 	/* TLS towards clients; the PEM bytes reach imap workers only */
 	int				 starttls;	/* enum starttls_mode */

@@ -1441,6 +1441,34 @@ resolve(struct parser *p, const char *what, const char *host,
 	return (0);
 }
 
+/*
+ * Every address of a name, in getaddrinfo's order, once each: a
+ * service that listens on one family only (localhost is ::1 first on
+ * most systems) is reached on the next.
+ */
+static void
+keep_addrs(struct addrinfo *res, struct host_addrs *ha)
+{
+	struct addrinfo	*ai;
+	int		 i;
+
+	memset(ha, 0, sizeof(*ha));
+	for (ai = res; ai != NULL && ha->n < HOST_ADDRS_MAX;
+	    ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(ha->ss[0]))
+			continue;
+		for (i = 0; i < ha->n; i++)
+			if (ha->len[i] == ai->ai_addrlen &&
+			    memcmp(&ha->ss[i], ai->ai_addr,
+			    ai->ai_addrlen) == 0)
+				break;
+		if (i < ha->n)
+			continue;
+		memcpy(&ha->ss[ha->n], ai->ai_addr, ai->ai_addrlen);
+		ha->len[ha->n++] = ai->ai_addrlen;
+	}
+}
+
 static int
 set_proxy_pass(struct parser *p, const struct directive *d, void *base,
     int argc, char **argv)
@@ -1458,9 +1486,7 @@ set_proxy_pass(struct parser *p, const struct directive *d, void *base,
 	}
 	if (resolve(p, argv[0], host, port, 0, &res) == -1)
 		return (-1);
-	/* like nginx, the first address only */
-	memcpy(&srv->proxy_pass, res->ai_addr, res->ai_addrlen);
-	srv->proxy_pass_len = res->ai_addrlen;
+	keep_addrs(res, &srv->proxy_pass);
 	freeaddrinfo(res);
 	if (strlcpy(srv->proxy_pass_name, argv[1],
 	    sizeof(srv->proxy_pass_name)) >= sizeof(srv->proxy_pass_name))
@@ -1468,16 +1494,20 @@ set_proxy_pass(struct parser *p, const struct directive *d, void *base,
 	return (0);
 }
 
-/* nginx resolves the auth service once, at load time; so do we */
+/*
+ * nginx resolves the auth service once, at load time; so do we.  Every
+ * address is pinned (CURLOPT_RESOLVE): libcurl tries them in turn.
+ */
 static int
 set_auth_http(struct parser *p, const struct directive *d, void *base,
     int argc, char **argv)
 {
 	struct server_conf	*srv = base;
 	struct auth_url		*au = &srv->auth_http;
+	struct host_addrs	 ha;
 	struct addrinfo		*res;
-	char			 err[256], port[8];
-	int			 error;
+	char			 err[256], port[8], addr[INET6_ADDRSTRLEN];
+	int			 error, i;
 
 	memset(au, 0, sizeof(*au));
 	err[0] = '\0';
@@ -1488,17 +1518,25 @@ set_auth_http(struct parser *p, const struct directive *d, void *base,
 	}
 	if (strlcpy(au->url, argv[1], sizeof(au->url)) >= sizeof(au->url))
 		return (badvalue(p, argv, argv[1]));
-	if (au->unix_path[0] == '\0') {
-		snprintf(port, sizeof(port), "%d", au->port);
-		if (resolve(p, argv[0], au->host, port, 0, &res) == -1)
-			return (-1);
-		error = getnameinfo(res->ai_addr, res->ai_addrlen, au->addr,
-		    sizeof(au->addr), NULL, 0, NI_NUMERICHOST);
-		freeaddrinfo(res);
-		if (error != 0) {
+	if (au->unix_path[0] != '\0')
+		return (0);
+	snprintf(port, sizeof(port), "%d", au->port);
+	if (resolve(p, argv[0], au->host, port, 0, &res) == -1)
+		return (-1);
+	keep_addrs(res, &ha);
+	freeaddrinfo(res);
+	for (i = 0; i < ha.n; i++) {
+		if ((error = getnameinfo((struct sockaddr *)&ha.ss[i],
+		    ha.len[i], addr, sizeof(addr), NULL, 0,
+		    NI_NUMERICHOST)) != 0) {
 			perr(p, "\"%s\": %s", argv[0], gai_strerror(error));
 			return (-1);
 		}
+		/* fits: HOST_ADDRS_MAX of them, brackets and commas */
+		snprintf(au->addrs + strlen(au->addrs),
+		    sizeof(au->addrs) - strlen(au->addrs), "%s%s%s%s",
+		    i > 0 ? "," : "", strchr(addr, ':') ? "[" : "", addr,
+		    strchr(addr, ':') ? "]" : "");
 	}
 	return (0);
 }

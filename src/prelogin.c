@@ -548,9 +548,7 @@ login_start(struct session *s, const char *user, size_t ulen,
 			    "no auth_http and no proxy_pass",
 			    "auth unavailable"));
 		s->auth_ms = 0;
-		return (proxy_connect(s,
-		    (struct sockaddr *)&s->conf->proxy_pass,
-		    s->conf->proxy_pass_len, s->user, strlen(s->user),
+		return (proxy_connect_pass(s, s->user, strlen(s->user),
 		    s->pass, s->pass_len));
 	}
 	s->state = S_AUTH_WAIT;

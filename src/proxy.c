@@ -36,6 +36,11 @@
 #include "imap.h"
 #include "sasl.h"
 
+static int	backend_start(struct session *, const struct sockaddr *,
+		    socklen_t);
+static int	backend_dial(struct session *, const struct sockaddr *,
+		    socklen_t);
+static int	backend_unreachable(struct session *, const char *, int);
 static void	proxy_backend_read(int, short, void *);
 static void	proxy_backend_write(int, short, void *);
 static int	backend_fail(struct session *, const char *, ...)
@@ -60,14 +65,13 @@ static void	backend_tls_step(struct session *);
 static int	backend_starttls(struct session *);
 static int	backend_starttls_line(struct session *, const char *, size_t);
 
-int
-proxy_connect(struct session *s, const struct sockaddr *sa, socklen_t salen,
-    const char *user, size_t ulen, const char *pass, size_t plen)
+/* the backend gets its own copy: the client's is wiped here */
+static int
+backend_creds(struct session *s, const char *user, size_t ulen,
+    const char *pass, size_t plen)
 {
 	char	*u, *p;
-	int	 on = 1;
 
-	/* the arguments may point at the client's copies wiped below */
 	if ((u = memdup0(user, ulen)) == NULL ||
 	    (p = memdup0(pass, plen)) == NULL) {
 		free(u);
@@ -80,20 +84,62 @@ proxy_connect(struct session *s, const struct sockaddr *sa, socklen_t salen,
 	s->buser_len = ulen;
 	s->bpass = p;
 	s->bpass_len = plen;
+	return (0);
+}
+
+/* an address the auth service named */
+int
+proxy_connect(struct session *s, const struct sockaddr *sa, socklen_t salen,
+    const char *user, size_t ulen, const char *pass, size_t plen)
+{
+	if (backend_creds(s, user, ulen, pass, plen) == -1)
+		return (-1);
+	s->bnext = 0;
+	return (backend_start(s, sa, salen));
+}
+
+/* proxy_pass: each address of its name in turn, until one connects */
+int
+proxy_connect_pass(struct session *s, const char *user, size_t ulen,
+    const char *pass, size_t plen)
+{
+	const struct host_addrs	*ha = &s->conf->proxy_pass;
+
+	if (backend_creds(s, user, ulen, pass, plen) == -1)
+		return (-1);
+	if (ha->n == 0)
+		return (backend_fail(s, "proxy_pass: no address"));
+	s->bnext = 1;
+	return (backend_start(s, (const struct sockaddr *)&ha->ss[0],
+	    ha->len[0]));
+}
+
+static int
+backend_start(struct session *s, const struct sockaddr *sa, socklen_t salen)
+{
+	/* one limit for connect, greeting and login together */
+	session_timer(s, s->conf->timeout_ms);
+	if (iobuf_alloc(&s->b2c, s->conf->proxy_buffer) == -1) {
+		sockaddr_str(sa, s->backend, sizeof(s->backend));
+		return (backend_fail(s, "backend %s: %s", s->backend,
+		    strerror(errno)));
+	}
+	return (backend_dial(s, sa, salen));
+}
+
+static int
+backend_dial(struct session *s, const struct sockaddr *sa, socklen_t salen)
+{
+	int	 on = 1;
+
 	s->bcaps = 0;
 	s->state = S_BACKEND_CONNECT;
 	sockaddr_str(sa, s->backend, sizeof(s->backend));
 	backend_tls_name(s, sa, salen);
-	/* one limit for connect, greeting and login together */
-	session_timer(s, s->conf->timeout_ms);
-	if (iobuf_alloc(&s->b2c, s->conf->proxy_buffer) == -1)
-		return (backend_fail(s, "backend %s: %s", s->backend,
-		    strerror(errno)));
-
+	/* a family this host lacks is one more address that fails */
 	if ((s->bfd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0)) == -1)
-		return (backend_fail(s, "backend %s: socket: %s", s->backend,
-		    strerror(errno)));
+		return (backend_unreachable(s, "socket", errno));
 	if (s->conf->so_keepalive && setsockopt(s->bfd, SOL_SOCKET,
 	    SO_KEEPALIVE, &on, sizeof(on)) == -1)
 		log_warn("%s: SO_KEEPALIVE", __func__);
@@ -102,10 +148,35 @@ proxy_connect(struct session *s, const struct sockaddr *sa, socklen_t salen,
 	event_set(&s->ev_bwrite, s->bfd, EV_WRITE | EV_PERSIST,
 	    proxy_backend_write, s);
 	if (connect(s->bfd, sa, salen) == -1 && errno != EINPROGRESS)
-		return (backend_fail(s, "backend %s: connect: %s", s->backend,
-		    strerror(errno)));
+		return (backend_unreachable(s, "connect", errno));
 	session_update(s);
 	return (0);
+}
+
+/*
+ * A connect that failed: the next address of proxy_pass's name if
+ * there is one, saying which did not answer; else the login fails.
+ */
+static int
+backend_unreachable(struct session *s, const char *call, int err)
+{
+	const struct host_addrs	*ha = &s->conf->proxy_pass;
+	int			 i = s->bnext;
+
+	if (i == 0 || i >= ha->n)
+		return (backend_fail(s, "backend %s: %s: %s", s->backend, call,
+		    strerror(err)));
+	log_warnx("backend %s: %s: %s, trying the next address of %s",
+	    s->backend, call, strerror(err), s->conf->proxy_pass_name);
+	if (s->bfd != -1) {
+		event_del(&s->ev_bread);
+		event_del(&s->ev_bwrite);
+		close(s->bfd);
+		s->bfd = -1;
+	}
+	s->bnext++;
+	return (backend_dial(s, (const struct sockaddr *)&ha->ss[i],
+	    ha->len[i]));
 }
 
 void
@@ -180,8 +251,7 @@ proxy_backend_write(int fd, short event, void *arg)
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
 			err = errno;
 		if (err != 0) {
-			backend_fail(s, "backend %s: connect: %s", s->backend,
-			    strerror(err));
+			backend_unreachable(s, "connect", err);
 			return;
 		}
 		s->state = S_BACKEND_GREETING;

@@ -125,7 +125,8 @@ check_config(struct config *conf)
 		REQUIRE(srv->auth_http_set || srv->proxy_pass_set);
 		REQUIRE(srv->imap_client_buffer >= 64 &&
 		    srv->proxy_buffer >= 64 && srv->max_errors >= 1);
-		REQUIRE(srv->proxy_pass_len <= sizeof(srv->proxy_pass));
+		REQUIRE(srv->proxy_pass.n >= (srv->proxy_pass_set ? 1 : 0) &&
+		    srv->proxy_pass.n <= HOST_ADDRS_MAX);
 		TAILQ_FOREACH(h, &srv->auth_headers, entry)
 			REQUIRE(h->server_id == srv->id &&
 			    TERMINATED(h->name) && TERMINATED(h->value));

@@ -58,6 +58,20 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 #define MAXSIZE		(256 * 1024)	/* as imsgev_init sets it */
 #define FD_MARK		0x80000000U
 
+/* proxy_pass's addresses as config_recv accepts them */
+static int
+addrs_ok(const struct host_addrs *ha)
+{
+	int	 i;
+
+	if (ha->n < 0 || ha->n > HOST_ADDRS_MAX)
+		return (0);
+	for (i = 0; i < ha->n; i++)
+		if (ha->len[i] > sizeof(ha->ss[i]))
+			return (0);
+	return (1);
+}
+
 /* config_recv's own refusals, checked first so it never exits */
 static int
 cfg_acceptable(struct config *conf, struct imsg *imsg)
@@ -75,7 +89,7 @@ cfg_acceptable(struct config *conf, struct imsg *imsg)
 			return (0);
 		memcpy(&srv, imsg->data, sizeof(srv));
 		return (config_server_byid(conf, srv.id) == NULL &&
-		    srv.proxy_pass_len <= sizeof(srv.proxy_pass));
+		    addrs_ok(&srv.proxy_pass));
 	case IMSG_CFG_AUTH_HEADER:
 		if (len != sizeof(h))
 			return (0);
@@ -111,8 +125,8 @@ check_config(struct config *conf)
 		    TERMINATED(srv->auth_http.curl_url) &&
 		    TERMINATED(srv->auth_http.unix_path) &&
 		    TERMINATED(srv->auth_http.host) &&
-		    TERMINATED(srv->auth_http.addr));
-		REQUIRE(srv->proxy_pass_len <= sizeof(srv->proxy_pass));
+		    TERMINATED(srv->auth_http.addrs));
+		REQUIRE(addrs_ok(&srv->proxy_pass));
 		TAILQ_FOREACH(h, &srv->auth_headers, entry)
 			REQUIRE(TERMINATED(h->name) && TERMINATED(h->value));
 	}

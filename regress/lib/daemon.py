@@ -106,6 +106,7 @@ class Daemon:
         self.conf = os.path.join(tmpdir, name + ".conf")
         self.log_path = os.path.join(tmpdir, name + ".log")
         self.args = list(args)
+        self.wrapper = []       # a command that execs the daemon
         self.proc = None
         self.known_children = set()
         self.leftover_children = []
@@ -125,7 +126,8 @@ class Daemon:
         if not os.access(path, os.X_OK):
             raise StartupError("%s not built (make imaprelayd)" % path)
         logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([path, "-d"] + self.args +
+        self.proc = subprocess.Popen(self.wrapper + [path, "-d"] +
+                                     self.args +
                                      ["-f", self.conf],
                                      stdin=subprocess.DEVNULL,
                                      stdout=logf, stderr=subprocess.STDOUT,

@@ -169,7 +169,7 @@ test_typical(void)
 	    strcmp(s->auth_http.url, "http://127.0.0.1:9000/auth") == 0 &&
 	    strcmp(s->auth_http.host, "127.0.0.1") == 0 &&
 	    s->auth_http.port == 9000 &&
-	    strcmp(s->auth_http.addr, "127.0.0.1") == 0 &&
+	    strcmp(s->auth_http.addrs, "127.0.0.1") == 0 &&
 	    strcmp(s->imap_capabilities,
 	    "IMAP4rev1 UIDPLUS IDLE LITERAL+ QUOTA") == 0 &&
 	    s->imap_auth == (MECH_PLAIN | MECH_LOGIN) &&
@@ -441,8 +441,9 @@ test_accepted(void)
 	s = conf ? TAILQ_FIRST(&conf->servers) : NULL;
 	CHECK("proxy_pass without auth_http", s != NULL &&
 	    s->proxy_pass_set && !s->auth_http_set &&
-	    s->proxy_pass.ss_family == AF_INET &&
-	    ntohs(((struct sockaddr_in *)&s->proxy_pass)->sin_port) == 1143 &&
+	    s->proxy_pass.n == 1 && s->proxy_pass.ss[0].ss_family == AF_INET &&
+	    ntohs(((struct sockaddr_in *)&s->proxy_pass.ss[0])->sin_port) ==
+	    1143 &&
 	    strcmp(s->proxy_pass_name, "127.0.0.1:1143") == 0);
 	config_free(conf);
 
@@ -454,7 +455,7 @@ test_accepted(void)
 	s = conf ? TAILQ_FIRST(&conf->servers) : NULL;
 	CHECK("auth_http unix: is not resolved", s != NULL &&
 	    strcmp(s->auth_http.unix_path, "/tmp/auth.sock") == 0 &&
-	    s->auth_http.addr[0] == '\0');
+	    s->auth_http.addrs[0] == '\0');
 	config_free(conf);
 
 	conf = parse("ignored",
@@ -723,7 +724,7 @@ test_imsg(void)
 	    strcmp(got->pid, "/var/run/imaprelayd.pid") == 0);
 	CHECK("imsg: server and header", s != NULL && s->id == 1 &&
 	    strcmp(s->server_name, "mail.example.com") == 0 &&
-	    strcmp(s->auth_http.addr, "127.0.0.1") == 0 &&
+	    strcmp(s->auth_http.addrs, "127.0.0.1") == 0 &&
 	    s->imap_client_buffer == 8192 && h != NULL &&
 	    strcmp(h->value, "secret key") == 0 &&
 	    config_server_byid(got, 1) == s &&
