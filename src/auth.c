@@ -111,20 +111,22 @@ static int			 draining;
 static struct curl_blob		 ca_blob;	/* read before the chroot */
 #endif
 
-static void	auth_dispatch_parent(int, short, void *);
-static void	auth_dispatch_imap(int, short, void *);
+static int	auth_dispatch_parent(struct imsgev *, struct imsg *);
+static int	auth_dispatch_imap(struct imsgev *, struct imsg *);
+static void	auth_imap_gone(struct imsgev *);
+static void	auth_imap_bad(struct imsgev *, struct imsg *);
 static void	auth_chan_new(int, uint32_t);
 static void	auth_chan_free(struct auth_chan *);
 static void	auth_check_drain(void);
 static int	auth_request_recv(struct auth_chan *, struct imsg *);
-static void	auth_cancel_recv(struct auth_chan *, struct imsg *);
+static int	auth_cancel_recv(struct auth_chan *, struct imsg *);
 static void	auth_req_start(struct auth_req *);
 static int	auth_req_limited(struct auth_req *);
 static void	auth_fail_count(struct auth_req *, int);
 static struct server_conf *limit_fail_conf(struct limit_fail_conf *,
 		    uint32_t);
 static int	auth_conn_recv(struct auth_chan *, struct imsg *);
-static void	auth_conn_close_recv(struct auth_chan *, struct imsg *);
+static int	auth_conn_close_recv(struct auth_chan *, struct imsg *);
 static int	auth_req_issue(struct auth_req *);
 static int	auth_req_setopt(struct auth_req *, struct auth_url *);
 static int	auth_req_headers(struct auth_req *, struct server_conf *);
@@ -159,6 +161,14 @@ static void	curl_check_info(void);
 static size_t	curl_header_cb(char *, size_t, size_t, void *);
 static size_t	curl_body_cb(char *, size_t, size_t, void *);
 
+/* the parent is trusted and outlives us; workers are not */
+static const struct proc_peer	 peer_parent = {
+	"parent", auth_dispatch_parent, NULL, NULL, 1
+};
+static const struct proc_peer	 peer_imap = {
+	"imap", auth_dispatch_imap, auth_imap_gone, auth_imap_bad, 0
+};
+
 /*
  * unix_paths: the auth_http unix: sockets of the configuration, from
  * the parent's command line.  A socket outside the chroot could not be
@@ -191,7 +201,7 @@ auth_main(int debug, int verbose, const char *user, char *const *unix_paths)
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)AUTH_MAXCONNECTS);
 	evtimer_set(&curl_timer, curl_timer_event, NULL);
 
-	imsgev_init(&iev_parent, PROC_PARENT_FD, auth_dispatch_parent, NULL);
+	proc_parent_channel(&iev_parent, &peer_parent);
 	sandbox_auth(unix_paths);
 
 	event_dispatch();
@@ -237,82 +247,56 @@ load_ca(void)
 #endif
 }
 
-static void
-auth_dispatch_parent(int fd, short event, void *arg)
+/* the parent: configuration, worker channels, drain, verbosity */
+static int
+auth_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 {
-	struct imsgev	*iev = arg;
-	struct imsg	 imsg;
-	ssize_t		 n;
 	int		 cfd, verbose;
 	uint32_t	 id;
 
-	if (event & EV_READ) {
-		if ((n = imsgbuf_read(&iev->ibuf)) == -1)
-			fatal("imsgbuf_read");
-		if (n == 0) {
-			log_debug("parent went away");
-			exit(0);
+	switch (imsg_get_type(imsg)) {
+	case IMSG_CFG_GLOBAL:
+	case IMSG_CFG_SERVER:
+	case IMSG_CFG_AUTH_HEADER:
+	case IMSG_CFG_LISTEN:
+	case IMSG_CFG_AUTH_TLS:
+	case IMSG_CFG_DONE:
+		if (newconf == NULL && (newconf = config_new()) == NULL)
+			fatal("config_new");
+		if (config_recv(newconf, imsg) == 1) {
+			/* requests keep no pointer into a config */
+			if (conf != NULL)
+				config_free(conf);
+			conf = newconf;
+			newconf = NULL;
+			imsgev_compose(iev, IMSG_CTL_READY, 0, -1, NULL, 0);
 		}
+		break;
+	case IMSG_CTL_AUTH_CHANNEL:
+		cfd = imsg_get_fd(imsg);
+		if (imsg_get_data(imsg, &id, sizeof(id)) == -1)
+			id = imsg_get_peerid(imsg);
+		if (cfd == -1)
+			fatalx("auth channel without a descriptor");
+		auth_chan_new(cfd, id);
+		break;
+	case IMSG_CTL_DRAIN:
+		draining = 1;
+		auth_check_drain();
+		break;
+	case IMSG_CTL_LOG_FD:
+		if ((cfd = imsg_get_fd(imsg)) != -1)
+			log_replacefd(cfd);
+		break;
+	case IMSG_CTL_VERBOSE:
+		if (imsg_get_data(imsg, &verbose, sizeof(verbose)) == -1)
+			return (-1);
+		log_setverbose(verbose);
+		break;
+	default:
+		return (-1);
 	}
-	if (event & EV_WRITE) {
-		if (imsgbuf_write(&iev->ibuf) == -1) {
-			log_debug("parent went away");
-			exit(0);
-		}
-	}
-	for (;;) {
-		if ((n = imsg_get(&iev->ibuf, &imsg)) == -1)
-			fatal("imsg_get");
-		if (n == 0)
-			break;
-		switch (imsg_get_type(&imsg)) {
-		case IMSG_CFG_GLOBAL:
-		case IMSG_CFG_SERVER:
-		case IMSG_CFG_AUTH_HEADER:
-		case IMSG_CFG_LISTEN:
-		case IMSG_CFG_AUTH_TLS:
-		case IMSG_CFG_DONE:
-			if (newconf == NULL && (newconf = config_new()) == NULL)
-				fatal("config_new");
-			if (config_recv(newconf, &imsg) == 1) {
-				/* requests keep no pointer into a config */
-				if (conf != NULL)
-					config_free(conf);
-				conf = newconf;
-				newconf = NULL;
-				imsgev_compose(iev, IMSG_CTL_READY, 0, -1,
-				    NULL, 0);
-			}
-			break;
-		case IMSG_CTL_AUTH_CHANNEL:
-			cfd = imsg_get_fd(&imsg);
-			if (imsg_get_data(&imsg, &id, sizeof(id)) == -1)
-				id = imsg_get_peerid(&imsg);
-			if (cfd == -1)
-				fatalx("auth channel without a descriptor");
-			auth_chan_new(cfd, id);
-			break;
-		case IMSG_CTL_DRAIN:
-			draining = 1;
-			auth_check_drain();
-			break;
-		case IMSG_CTL_LOG_FD:
-			if ((cfd = imsg_get_fd(&imsg)) != -1)
-				log_replacefd(cfd);
-			break;
-		case IMSG_CTL_VERBOSE:
-			if (imsg_get_data(&imsg, &verbose,
-			    sizeof(verbose)) == -1)
-				fatalx("invalid IMSG_CTL_VERBOSE");
-			log_setverbose(verbose);
-			break;
-		default:
-			fatalx("%s: unexpected imsg %d", __func__,
-			    imsg_get_type(&imsg));
-		}
-		imsg_free(&imsg);
-	}
-	imsgev_add(iev);
+	return (0);
 }
 
 static void
@@ -324,7 +308,7 @@ auth_chan_new(int fd, uint32_t id)
 		fatal("%s", __func__);
 	ch->worker_id = id;
 	set_nonblock(fd);
-	imsgev_init(&ch->iev, fd, auth_dispatch_imap, ch);
+	proc_channel(&ch->iev, fd, &peer_imap, ch);
 	TAILQ_INSERT_TAIL(&chans, ch, entry);
 	log_debug("%s: worker %u", __func__, id);
 }
@@ -355,67 +339,50 @@ auth_check_drain(void)
 	}
 }
 
-static void
-auth_dispatch_imap(int fd, short event, void *arg)
+/* an imap worker; the functions log what they refuse */
+static int
+auth_dispatch_imap(struct imsgev *iev, struct imsg *imsg)
 {
-	struct imsgev		*iev = arg;
 	struct auth_chan	*ch = iev->data;
-	struct imsg		 imsg;
-	ssize_t			 n;
-	int			 bad = 0;
 
-	if (event & EV_READ) {
-		if ((n = imsgbuf_read(&iev->ibuf)) == -1 || n == 0) {
-			auth_chan_free(ch);
-			return;
-		}
+	switch (imsg_get_type(imsg)) {
+	case IMSG_AUTH_REQUEST:
+		return (auth_request_recv(ch, imsg));
+	case IMSG_AUTH_CANCEL:
+		return (auth_cancel_recv(ch, imsg));
+	case IMSG_AUTH_CONN_OPEN:
+		return (auth_conn_recv(ch, imsg));
+	case IMSG_AUTH_CONN_CLOSE:
+		return (auth_conn_close_recv(ch, imsg));
+	default:
+		return (-1);
 	}
-	if (event & EV_WRITE) {
-		if (imsgbuf_write(&iev->ibuf) == -1) {
-			auth_chan_free(ch);
-			return;
-		}
-	}
-	for (;;) {
-		if ((n = imsg_get(&iev->ibuf, &imsg)) == -1) {
-			bad = 1;
-			break;
-		}
-		if (n == 0)
-			break;
-		switch (imsg_get_type(&imsg)) {
-		case IMSG_AUTH_REQUEST:
-			if (auth_request_recv(ch, &imsg) == -1)
-				bad = 1;
-			break;
-		case IMSG_AUTH_CANCEL:
-			auth_cancel_recv(ch, &imsg);
-			break;
-		case IMSG_AUTH_CONN_OPEN:
-			if (auth_conn_recv(ch, &imsg) == -1)
-				bad = 1;
-			break;
-		case IMSG_AUTH_CONN_CLOSE:
-			auth_conn_close_recv(ch, &imsg);
-			break;
-		default:
-			log_warnx("%s: worker %u: unexpected imsg %d",
-			    __func__, ch->worker_id, imsg_get_type(&imsg));
-			bad = 1;
-		}
-		imsg_free(&imsg);
-		if (bad)
-			break;
-	}
-	/*
-	 * A worker talks to clients; should one go astray, drop its
-	 * channel rather than the auth service of every other worker.
-	 */
-	if (bad) {
-		auth_chan_free(ch);
-		return;
-	}
-	imsgev_add(iev);
+}
+
+static void
+auth_imap_gone(struct imsgev *iev)
+{
+	auth_chan_free(iev->data);
+}
+
+/*
+ * A worker talks to clients; should one go astray, drop its channel
+ * (and its limit_conn_per_ip counts) rather than the auth service of
+ * every other worker.
+ */
+static void
+auth_imap_bad(struct imsgev *iev, struct imsg *imsg)
+{
+	struct auth_chan	*ch = iev->data;
+
+	if (imsg == NULL)
+		log_warnx("worker %u: malformed imsg, channel dropped",
+		    ch->worker_id);
+	else
+		log_warnx("worker %u: refused imsg %u (%zu bytes), channel "
+		    "dropped", ch->worker_id, imsg_get_type(imsg),
+		    imsg_get_len(imsg));
+	auth_chan_free(ch);
 }
 
 static char *
@@ -526,7 +493,8 @@ auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
 	return (0);
 }
 
-static void
+/* -1: a malformed message, the channel is dropped */
+static int
 auth_cancel_recv(struct auth_chan *ch, struct imsg *imsg)
 {
 	struct auth_req	*r;
@@ -535,13 +503,14 @@ auth_cancel_recv(struct auth_chan *ch, struct imsg *imsg)
 	if (imsg_get_data(imsg, &id, sizeof(id)) == -1) {
 		log_warnx("%s: worker %u: invalid cancel", __func__,
 		    ch->worker_id);
-		return;
+		return (-1);
 	}
 	TAILQ_FOREACH(r, &reqs, entry)
 		if (r->chan == ch && r->hdr.id == id) {
 			auth_req_free(r);
-			return;
+			break;
 		}
+	return (0);
 }
 
 /* issue the HTTP request, or answer at once why it cannot be */
@@ -683,7 +652,8 @@ auth_conn_recv(struct auth_chan *ch, struct imsg *imsg)
 	return (0);
 }
 
-static void
+/* -1: a malformed message, the channel is dropped */
+static int
 auth_conn_close_recv(struct auth_chan *ch, struct imsg *imsg)
 {
 	uint32_t	 id;
@@ -691,9 +661,10 @@ auth_conn_close_recv(struct auth_chan *ch, struct imsg *imsg)
 	if (imsg_get_data(imsg, &id, sizeof(id)) == -1) {
 		log_warnx("%s: worker %u: invalid message", __func__,
 		    ch->worker_id);
-		return;
+		return (-1);
 	}
 	limit_conn_close(ch, id);
+	return (0);
 }
 
 /* -1: r was answered and freed */

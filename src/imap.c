@@ -51,12 +51,12 @@ struct imap_listener {
 	struct event			 ev_pause;	/* EMFILE back-off */
 };
 
-static void	imap_dispatch_parent(int, short, void *);
-static void	imap_exit(void);
+static int	imap_dispatch_parent(struct imsgev *, struct imsg *);
 static void	imap_configure(void);
 static void	imap_auth_channel(struct imsg *);
 static void	imap_auth_lost(void);
-static void	imap_dispatch_auth(int, short, void *);
+static int	imap_dispatch_auth(struct imsgev *, struct imsg *);
+static void	imap_auth_gone(struct imsgev *);
 static void	imap_drain(void);
 static void	imap_shutdown(void);
 static void	imap_shutdown_done(int, short, void *);
@@ -82,6 +82,17 @@ struct imap_server_list		 imap_servers =
 unsigned int			 imap_nsessions;
 int				 imap_draining;
 
+/*
+ * The worker's peers.  When the parent is gone nothing may outlive it;
+ * the parent and auth are trusted: nonsense from them is fatal.
+ */
+static const struct proc_peer peer_parent = {
+	"parent", imap_dispatch_parent, NULL, NULL, 1
+};
+static const struct proc_peer peer_auth = {
+	"auth", imap_dispatch_auth, imap_auth_gone, NULL, 0
+};
+
 static TAILQ_HEAD(, imap_listener) listeners =
     TAILQ_HEAD_INITIALIZER(listeners);
 static int			 admission;	/* enum admission */
@@ -104,7 +115,7 @@ imap_main(int debug, int verbose, const char *user)
 	signal(SIGPIPE, SIG_IGN);
 
 	event_init();
-	imsgev_init(&iev_parent, PROC_PARENT_FD, imap_dispatch_parent, NULL);
+	proc_parent_channel(&iev_parent, &peer_parent);
 	sandbox_imap();
 	event_dispatch();
 	fatalx("event loop ended");
@@ -114,80 +125,53 @@ imap_main(int debug, int verbose, const char *user)
  * Channels to the parent and to auth.
  */
 
-static void
-imap_dispatch_parent(int fd, short event, void *arg)
+/* the parent: configuration, auth channels, admissions, keys */
+static int
+imap_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 {
-	struct imsgev	*iev = &iev_parent;
-	struct imsg	 imsg;
-	ssize_t		 n;
-	int		 v;
+	int	 v;
 
-	if (event & EV_READ) {
-		if ((n = imsgbuf_read(&iev->ibuf)) == -1)
-			fatal("imsgbuf_read");
-		if (n == 0)
-			imap_exit();
+	switch (imsg_get_type(imsg)) {
+	case IMSG_CFG_GLOBAL:
+	case IMSG_CFG_SERVER:
+	case IMSG_CFG_AUTH_HEADER:
+	case IMSG_CFG_LISTEN:
+	case IMSG_CFG_TLS_CERT:
+	case IMSG_CFG_TLS_KEY:
+	case IMSG_CFG_DONE:
+		if (config_recv(imap_conf, imsg) == 1)
+			imap_configure();
+		break;
+	case IMSG_CTL_AUTH_CHANNEL:
+		imap_auth_channel(imsg);
+		break;
+	case IMSG_CTL_ADMISSION:
+		if (imsg_get_data(imsg, &admission, sizeof(admission)) == -1)
+			return (-1);
+		listeners_pause(admission == ADMIT_PAUSE);
+		break;
+	case IMSG_CTL_DRAIN:
+		imap_drain();
+		break;
+	case IMSG_CTL_SHUTDOWN:
+		imap_shutdown();
+		break;
+	case IMSG_CTL_LOG_FD:
+		if ((v = imsg_get_fd(imsg)) != -1)
+			log_replacefd(v);
+		break;
+	case IMSG_CTL_VERBOSE:
+		if (imsg_get_data(imsg, &v, sizeof(v)) == -1)
+			return (-1);
+		log_setverbose(v);
+		break;
+	case IMSG_CTL_TICKET_KEY:
+		ctls_ticket_key(imsg);
+		break;
+	default:
+		return (-1);
 	}
-	if ((event & EV_WRITE) && imsgbuf_write(&iev->ibuf) == -1)
-		imap_exit();
-	for (;;) {
-		if ((n = imsg_get(&iev->ibuf, &imsg)) == -1)
-			fatal("imsg_get");
-		if (n == 0)
-			break;
-		switch (imsg_get_type(&imsg)) {
-		case IMSG_CFG_GLOBAL:
-		case IMSG_CFG_SERVER:
-		case IMSG_CFG_AUTH_HEADER:
-		case IMSG_CFG_LISTEN:
-		case IMSG_CFG_TLS_CERT:
-		case IMSG_CFG_TLS_KEY:
-		case IMSG_CFG_DONE:
-			if (config_recv(imap_conf, &imsg) == 1)
-				imap_configure();
-			break;
-		case IMSG_CTL_AUTH_CHANNEL:
-			imap_auth_channel(&imsg);
-			break;
-		case IMSG_CTL_ADMISSION:
-			if (imsg_get_data(&imsg, &admission,
-			    sizeof(admission)) == -1)
-				fatal("IMSG_CTL_ADMISSION");
-			listeners_pause(admission == ADMIT_PAUSE);
-			break;
-		case IMSG_CTL_DRAIN:
-			imap_drain();
-			break;
-		case IMSG_CTL_SHUTDOWN:
-			imap_shutdown();
-			break;
-		case IMSG_CTL_LOG_FD:
-			if ((v = imsg_get_fd(&imsg)) != -1)
-				log_replacefd(v);
-			break;
-		case IMSG_CTL_VERBOSE:
-			if (imsg_get_data(&imsg, &v, sizeof(v)) == -1)
-				fatal("IMSG_CTL_VERBOSE");
-			log_setverbose(v);
-			break;
-		case IMSG_CTL_TICKET_KEY:
-			ctls_ticket_key(&imsg);
-			break;
-		default:
-			fatalx("%s: unexpected imsg %d", __func__,
-			    imsg_get_type(&imsg));
-		}
-		imsg_free(&imsg);
-	}
-	imsgev_add(iev);
-}
-
-/* the parent is gone: nothing may outlive it */
-static void
-imap_exit(void)
-{
-	log_debug("parent channel closed, exiting");
-	exit(0);
+	return (0);
 }
 
 static void
@@ -254,7 +238,7 @@ imap_auth_channel(struct imsg *imsg)
 		imap_auth_lost();
 	if ((iev_auth = calloc(1, sizeof(*iev_auth))) == NULL)
 		fatal(__func__);
-	imsgev_init(iev_auth, fd, imap_dispatch_auth, NULL);
+	proc_channel(iev_auth, fd, &peer_auth, NULL);
 
 	TAILQ_FOREACH_SAFE(s, &imap_sessions, entry, next) {
 		/* a new auth process counts them for limit_conn_per_ip */
@@ -291,44 +275,28 @@ imap_auth_lost(void)
 	}
 }
 
-static void
-imap_dispatch_auth(int fd, short event, void *arg)
+static int
+imap_dispatch_auth(struct imsgev *iev, struct imsg *imsg)
 {
-	struct imsgev	*iev = iev_auth;
-	struct imsg	 imsg;
-	ssize_t		 n;
+	switch (imsg_get_type(imsg)) {
+	case IMSG_AUTH_RESULT:
+		auth_result(imsg);
+		break;
+	case IMSG_AUTH_CONN_VERDICT:
+		conn_verdict(imsg);
+		break;
+	default:
+		return (-1);
+	}
+	return (0);
+}
 
-	if (event & EV_READ) {
-		if ((n = imsgbuf_read(&iev->ibuf)) == -1 || n == 0) {
-			log_warnx("auth channel closed");
-			imap_auth_lost();
-			return;
-		}
-	}
-	if ((event & EV_WRITE) && imsgbuf_write(&iev->ibuf) == -1) {
-		log_warn("auth channel write");
-		imap_auth_lost();
-		return;
-	}
-	for (;;) {
-		if ((n = imsg_get(&iev->ibuf, &imsg)) == -1)
-			fatal("imsg_get");
-		if (n == 0)
-			break;
-		switch (imsg_get_type(&imsg)) {
-		case IMSG_AUTH_RESULT:
-			auth_result(&imsg);
-			break;
-		case IMSG_AUTH_CONN_VERDICT:
-			conn_verdict(&imsg);
-			break;
-		default:
-			fatalx("%s: unexpected imsg %d", __func__,
-			    imsg_get_type(&imsg));
-		}
-		imsg_free(&imsg);
-	}
-	imsgev_add(iev);
+/* the auth process went away; a new one sends a new channel */
+static void
+imap_auth_gone(struct imsgev *iev)
+{
+	log_warnx("auth channel closed");
+	imap_auth_lost();
 }
 
 static void

@@ -107,7 +107,9 @@ static struct event	 ev_ticket;
 
 __attribute__((noreturn)) static void usage(void);
 static void	 parent_sig_handler(int, short, void *);
-static void	 parent_dispatch_child(int, short, void *);
+static int	 parent_dispatch_imap(struct imsgev *, struct imsg *);
+static int	 parent_dispatch_auth(struct imsgev *, struct imsg *);
+static void	 child_gone(struct imsgev *);
 static struct child *child_spawn(struct generation *, enum child_kind);
 static void	 child_give_auth_channel(struct child *, struct child *);
 static void	 generation_fill(struct generation *);
@@ -119,6 +121,14 @@ static void	 ticket_rotate(int, short, void *);
 static void	 ticket_arm(void);
 static void	 ticket_new(void);
 static void	 ticket_send(struct child *, struct ticket_key *);
+
+/* the parent's peers, one kind of child each */
+static const struct proc_peer parent_peers[] = {
+	[CHILD_AUTH] =	{ "auth process", parent_dispatch_auth, child_gone,
+			    NULL, 0 },
+	[CHILD_IMAP] =	{ "imap worker", parent_dispatch_imap, child_gone,
+			    NULL, 0 },
+};
 
 static void
 usage(void)
@@ -448,11 +458,6 @@ generation_reap(struct generation *gen)
 	free(gen);
 }
 
-/*
- * Fork and re-exec ourselves as a child, its channel to us on fd 3
- * and the error_log file, if any, on fd 4.  A fresh exec gives every
- * child a fresh address space: no copy of the parent's memory.
- */
 /* the distinct auth_http unix: paths of a configuration, as -U args */
 static int
 unix_path_args(struct config *conf, char **argv, int argc)
@@ -476,38 +481,12 @@ unix_path_args(struct config *conf, char **argv, int argc)
 	return (argc + 2 * n);
 }
 
-/* fd at a fixed number across exec (dup2 to itself keeps CLOEXEC) */
-static void
-fd_at(int fd, int at)
-{
-	if (fd == at) {
-		if (fcntl(fd, F_SETFD, 0) == -1)
-			fatal("fcntl");
-	} else if (dup2(fd, at) == -1)
-		fatal("dup2");
-}
-
 static pid_t
 child_exec(enum child_kind kind, int chan, struct config *conf)
 {
 	char	*argv[12 + 2 * UNIX_PATHS_MAX];
 	int	 argc = 0, i;
-	pid_t	 pid;
 
-	switch (pid = fork()) {
-	case -1:
-		return (-1);
-	case 0:
-		break;
-	default:
-		return (pid);
-	}
-	if (log_fd == PROC_PARENT_FD && (log_fd = dup(log_fd)) == -1)
-		fatal("dup");
-	fd_at(chan, PROC_PARENT_FD);
-	if (log_fd != -1)
-		fd_at(log_fd, PROC_LOG_FD);
-	closefrom(log_fd != -1 ? PROC_LOG_FD + 1 : PROC_PARENT_FD + 1);
 	/*
 	 * A short argv[0]: libbsd's setproctitle() marks a title shorter
 	 * than the original argv[0] with a trailing "." in ps.
@@ -526,8 +505,7 @@ child_exec(enum child_kind kind, int chan, struct config *conf)
 	if (kind == CHILD_AUTH)
 		argc = unix_path_args(conf, argv, argc);
 	argv[argc] = NULL;
-	execv(self_path, argv);
-	fatal("execv %s", self_path);
+	return (proc_exec(self_path, argv, chan, log_fd));
 }
 
 static struct child *
@@ -536,11 +514,8 @@ child_spawn(struct generation *gen, enum child_kind kind)
 	struct child	*c;
 	int		 sp[2];
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, PF_UNSPEC,
-	    sp) == -1) {
-		log_warn("socketpair");
+	if (proc_socketpair(sp) == -1)
 		return (NULL);
-	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		fatal("calloc");
 	c->kind = kind;
@@ -555,7 +530,7 @@ child_spawn(struct generation *gen, enum child_kind kind)
 	}
 	close(sp[1]);
 	set_nonblock(sp[0]);
-	imsgev_init(&c->iev, sp[0], parent_dispatch_child, c);
+	proc_channel(&c->iev, sp[0], &parent_peers[kind], c);
 	TAILQ_INSERT_TAIL(&children, c, entry);
 	/* before the configuration: it must not accept without knowing */
 	if (kind == CHILD_IMAP)
@@ -581,11 +556,8 @@ child_give_auth_channel(struct child *auth, struct child *worker)
 {
 	int	 sp[2];
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, PF_UNSPEC,
-	    sp) == -1) {
-		log_warn("socketpair");
+	if (proc_socketpair(sp) == -1)
 		return;
-	}
 	imsgev_compose(&auth->iev, IMSG_CTL_AUTH_CHANNEL, worker->id, sp[0],
 	    &worker->id, sizeof(worker->id));
 	imsgev_compose(&worker->iev, IMSG_CTL_AUTH_CHANNEL, worker->id, sp[1],
@@ -756,58 +728,58 @@ parent_check_startup(void)
 	}
 }
 
-static void
-parent_dispatch_child(int fd, short event, void *arg)
+/* an imap worker: its sessions, for the cap and the spares */
+static int
+parent_dispatch_imap(struct imsgev *iev, struct imsg *imsg)
 {
-	struct imsgev	*iev = arg;
 	struct child	*c = iev->data;
-	struct imsg	 imsg;
-	ssize_t		 n;
 
-	if (event & EV_READ) {
-		if ((n = imsgbuf_read(&iev->ibuf)) == -1 || n == 0) {
-			/* it is exiting; SIGCHLD does the rest */
-			event_del(&iev->ev);
-			return;
+	switch (imsg_get_type(imsg)) {
+	case IMSG_CTL_READY:
+		c->ready = 1;
+		parent_check_startup();
+		break;
+	case IMSG_CTL_ACCEPTED:
+		c->sessions++;
+		if (c->gen->conf->isolation == ISOLATION_CONNECTION &&
+		    !c->accepted) {
+			c->accepted = 1;
+			generation_fill(c->gen);
 		}
+		parent_admission();
+		break;
+	case IMSG_CTL_CLOSED:
+		if (c->sessions > 0)
+			c->sessions--;
+		parent_admission();
+		break;
+	default:
+		return (-1);
 	}
-	if (event & EV_WRITE) {
-		if (imsgbuf_write(&iev->ibuf) == -1) {
-			event_del(&iev->ev);
-			return;
-		}
+	return (0);
+}
+
+static int
+parent_dispatch_auth(struct imsgev *iev, struct imsg *imsg)
+{
+	struct child	*c = iev->data;
+
+	switch (imsg_get_type(imsg)) {
+	case IMSG_CTL_READY:
+		c->ready = 1;
+		parent_check_startup();
+		break;
+	default:
+		return (-1);
 	}
-	for (;;) {
-		if ((n = imsg_get(&iev->ibuf, &imsg)) == -1)
-			fatal("imsg_get");
-		if (n == 0)
-			break;
-		switch (imsg_get_type(&imsg)) {
-		case IMSG_CTL_READY:
-			c->ready = 1;
-			parent_check_startup();
-			break;
-		case IMSG_CTL_ACCEPTED:
-			c->sessions++;
-			if (c->kind == CHILD_IMAP && c->gen->conf->isolation ==
-			    ISOLATION_CONNECTION && !c->accepted) {
-				c->accepted = 1;
-				generation_fill(c->gen);
-			}
-			parent_admission();
-			break;
-		case IMSG_CTL_CLOSED:
-			if (c->sessions > 0)
-				c->sessions--;
-			parent_admission();
-			break;
-		default:
-			fatalx("%s: unexpected imsg %d from pid %d", __func__,
-			    imsg_get_type(&imsg), (int)c->pid);
-		}
-		imsg_free(&imsg);
-	}
-	imsgev_add(iev);
+	return (0);
+}
+
+/* it is exiting; SIGCHLD does the rest */
+static void
+child_gone(struct imsgev *iev)
+{
+	event_del(&iev->ev);
 }
 
 static struct child *

@@ -382,13 +382,25 @@ struct auth_conn_verdict {
 	uint32_t	 admit;		/* 0: too many from that address */
 };
 
-/* a channel to a peer process, driven by libevent */
+/* a channel to a peer process, driven by libevent (proc.c) */
+struct imsgev;
+struct proc_peer {
+	const char	*name;		/* for logs */
+	/* one message: a switch on its type; -1: refused */
+	int		(*dispatch)(struct imsgev *, struct imsg *);
+	/* end of file or a broken channel; NULL: exit(0) */
+	void		(*gone)(struct imsgev *);
+	/* a refused or malformed (NULL) message; NULL: fatal, we trust it */
+	void		(*bad)(struct imsgev *, struct imsg *);
+	int		 fdpass;	/* it may send us descriptors */
+};
+
 struct imsgev {
-	struct imsgbuf	 ibuf;
-	void		(*handler)(int, short, void *);
-	struct event	 ev;
-	void		*data;
-	short		 events;
+	struct imsgbuf		 ibuf;
+	const struct proc_peer	*peer;
+	struct event		 ev;
+	void			*data;
+	short			 events;
 };
 
 /* log.c */
@@ -420,16 +432,23 @@ struct tls_pem	*config_pem(struct config *, uint32_t, uint32_t, int);
 void		 config_send(struct imsgev *, struct config *, int);
 int		 config_recv(struct config *, struct imsg *);
 
-/* util.c */
-void		 imsgev_init(struct imsgev *, int, void (*)(int, short, void *),
+/* proc.c: spawning, channels, privilege drop, the imsg loop */
+int		 proc_socketpair(int [2]);
+void		 proc_channel(struct imsgev *, int, const struct proc_peer *,
 		    void *);
+void		 proc_parent_channel(struct imsgev *,
+		    const struct proc_peer *);
+void		 proc_dispatch(int, short, void *);
 void		 imsgev_add(struct imsgev *);
 void		 imsgev_clear(struct imsgev *);
 int		 imsgev_compose(struct imsgev *, uint32_t, uint32_t, int,
 		    const void *, size_t);
-const char	*sockaddr_str(const struct sockaddr *, char *, size_t);
+pid_t		 proc_exec(const char *, char *const [], int, int);
 /* resolve user, chroot (when root and asked), setproctitle, drop ids */
 void		 proc_privdrop(const char *, const char *, int);
+
+/* util.c */
+const char	*sockaddr_str(const struct sockaddr *, char *, size_t);
 void		 set_nonblock(int);
 uint64_t	 now_ms(void);	/* monotonic clock, milliseconds */
 

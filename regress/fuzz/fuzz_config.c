@@ -138,10 +138,15 @@ check_config(struct config *conf)
 	}
 }
 
-static void
-dummy_handler(int fd, short event, void *arg)
+static int
+dummy_dispatch(struct imsgev *iev, struct imsg *imsg)
 {
+	return (0);
 }
+
+static const struct proc_peer dummy_peer = {
+	"fuzz", dummy_dispatch, NULL, NULL, 0
+};
 
 /* what config_recv rebuilt equals what was sent, listeners aside */
 static void
@@ -198,7 +203,7 @@ roundtrip(struct config *conf)
 		abort();
 	set_nonblock(sp[0]);
 	set_nonblock(sp[1]);
-	imsgev_init(&iev, sp[0], dummy_handler, NULL);
+	proc_channel(&iev, sp[0], &dummy_peer, NULL);
 	if (imsgbuf_init(&rd, sp[1]) == -1 ||
 	    imsgbuf_set_maxsize(&rd, 256 * 1024) == -1)
 		abort();

@@ -17,7 +17,7 @@
 /*
  * libFuzzer target for the imsg framing (src/compat) and config_recv.
  * The input is what a peer writes on a channel: it goes through a
- * socketpair into imsgbuf_read, set up as imsgev_init sets up every
+ * socketpair into imsgbuf_read, set up as proc_channel sets up every
  * channel, and the messages imsg_get hands out are compared with a
  * straightforward reading of the same bytes.
  *
@@ -55,7 +55,7 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 #define REQUIRE(c)	do { if (!(c)) abort(); } while (0)
 #define TERMINATED(a)	(memchr((a), '\0', sizeof(a)) != NULL)
 
-#define MAXSIZE		(256 * 1024)	/* as imsgev_init sets it */
+#define MAXSIZE		(256 * 1024)	/* as proc_channel sets it */
 #define FD_MARK		0x80000000U
 
 /* proxy_pass's addresses as config_recv accepts them */

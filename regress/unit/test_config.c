@@ -670,6 +670,16 @@ test_refused(void)
 	    2, "\"proxy_protocol\" is not supported yet");
 }
 
+static int
+test_dispatch(struct imsgev *iev, struct imsg *imsg)
+{
+	return (0);
+}
+
+static const struct proc_peer test_peer = {
+	"test", test_dispatch, NULL, NULL, 0
+};
+
 static void
 test_imsg(void)
 {
@@ -696,14 +706,14 @@ test_imsg(void)
 	bufsz = 4 * 1024 * 1024;
 	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
 	event_init();
-	imsgev_init(&iev, sv[0], NULL, NULL);
+	proc_channel(&iev, sv[0], &test_peer, NULL);
 	config_send(&iev, conf, 1);
 	if (imsgbuf_flush(&iev.ibuf) == -1) {
 		perror("imsgbuf_flush");
 		exit(2);
 	}
 	if (imsgbuf_init(&ibuf, sv[1]) == -1 ||
-	    imsgbuf_set_maxsize(&ibuf, 256 * 1024) == -1)	/* as util.c */
+	    imsgbuf_set_maxsize(&ibuf, 256 * 1024) == -1)	/* as proc.c */
 		exit(2);
 	imsgbuf_allow_fdpass(&ibuf);
 	got = config_new();
