@@ -125,9 +125,9 @@ static void	 ticket_send(struct child *, struct ticket_key *);
 /* the parent's peers, one kind of child each */
 static const struct proc_peer parent_peers[] = {
 	[CHILD_AUTH] =	{ "auth process", parent_dispatch_auth, child_gone,
-			    NULL, 0 },
+			    NULL, 1 },
 	[CHILD_IMAP] =	{ "imap worker", parent_dispatch_imap, child_gone,
-			    NULL, 0 },
+			    NULL, 1 },
 };
 
 static void

@@ -392,7 +392,7 @@ struct proc_peer {
 	void		(*gone)(struct imsgev *);
 	/* a refused or malformed (NULL) message; NULL: fatal, we trust it */
 	void		(*bad)(struct imsgev *, struct imsg *);
-	int		 fdpass;	/* it may send us descriptors */
+	int		 fdpass;	/* descriptors travel on it */
 };
 
 struct imsgev {

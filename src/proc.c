@@ -76,7 +76,7 @@ proc_channel(struct imsgev *iev, int fd, const struct proc_peer *peer,
 {
 	if (imsgbuf_init(&iev->ibuf, fd) == -1)
 		fatal("imsgbuf_init");
-	/* descriptors only from peers that have any to give */
+	/* a descriptor a peer sends unasked is closed by imsg_free() */
 	if (peer->fdpass)
 		imsgbuf_allow_fdpass(&iev->ibuf);
 	if (imsgbuf_set_maxsize(&iev->ibuf, PROC_IMSG_MAX) == -1)
