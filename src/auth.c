@@ -382,6 +382,9 @@ auth_imap_bad(struct imsgev *iev, struct imsg *imsg)
 		log_warnx("worker %u: refused imsg %u (%zu bytes), channel "
 		    "dropped", ch->worker_id, imsg_get_type(imsg),
 		    imsg_get_len(imsg));
+	/* the parent ends the worker: it has no auth channel left */
+	imsgev_compose(&iev_parent, IMSG_CTL_WORKER_BAD, 0, -1,
+	    &ch->worker_id, sizeof(ch->worker_id));
 	auth_chan_free(ch);
 }
 

@@ -611,3 +611,73 @@ sni_listen_dup(struct listen_conf *lc)
 	lc->fd = -1;
 	return (1);
 }
+
+#ifdef REGRESS_TRIGGERS
+/*
+ * Test-only (obj/regress/imaprelayd-regress): what a compromised
+ * worker could send its parent or the auth process.  Neither may exit
+ * for it; the parent kills the worker and forgets its sessions.
+ */
+static void
+regress_raw(struct imsgev *iev)
+{
+	struct imsg_hdr	 hdr;
+
+	/* a header whose length is shorter than the header itself */
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.type = IMSG_CTL_ACCEPTED;
+	hdr.len = 1;
+	imsgbuf_flush(&iev->ibuf);
+	if (write(iev->ibuf.fd, &hdr, sizeof(hdr)) == -1)
+		log_warn("%s", __func__);
+}
+
+static int
+regress_forge(const char *what, struct imsgev *iev)
+{
+	uint32_t	 junk = 0;
+	int		 i;
+
+	if (strcmp(what, "unknown") == 0)
+		imsgev_compose(iev, 9999, 0, -1, NULL, 0);
+	else if (strcmp(what, "accepted50") == 0)
+		for (i = 0; i < 50; i++)
+			imsgev_compose(iev, IMSG_CTL_ACCEPTED, 0, -1, NULL, 0);
+	else if (strcmp(what, "closed2") == 0)
+		for (i = 0; i < 2; i++)
+			imsgev_compose(iev, IMSG_CTL_CLOSED, 0, -1, NULL, 0);
+	else if (strcmp(what, "payload") == 0)
+		imsgev_compose(iev, IMSG_CTL_ACCEPTED, 0, -1, &junk,
+		    sizeof(junk));
+	else if (strcmp(what, "garbage") == 0)
+		regress_raw(iev);
+	else
+		return (-1);
+	imsgbuf_flush(&iev->ibuf);
+	return (0);
+}
+
+/* "imsg-<what>" to the parent, "auth-<what>" to auth, else sandbox.c's */
+int
+imap_regress_try(const char *what, char *buf, size_t len)
+{
+	struct imsgev	*iev = NULL;
+	const char	*forged = NULL;
+
+	if (strncmp(what, "imsg-", 5) == 0) {
+		iev = &iev_parent;
+		forged = what + 5;
+	} else if (strncmp(what, "auth-", 5) == 0) {
+		iev = iev_auth;
+		forged = what + 5;
+	}
+	if (forged == NULL)
+		return (sandbox_regress_try(what, buf, len));
+	if (iev == NULL || regress_forge(forged, iev) == -1) {
+		snprintf(buf, len, "%s refused: unknown trigger", what);
+		return (-1);
+	}
+	snprintf(buf, len, "%s sent", what);
+	return (0);
+}
+#endif /* REGRESS_TRIGGERS */

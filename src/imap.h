@@ -203,6 +203,9 @@ extern unsigned int		 imap_nsessions;
 extern int			 imap_draining;
 void		 conn_admit_ask(struct session *);
 void		 conn_release(struct session *);
+#ifdef REGRESS_TRIGGERS
+int		 imap_regress_try(const char *, char *, size_t);
+#endif
 
 /* session.c */
 int		 session_new(struct imap_server *, int,

@@ -60,6 +60,8 @@ struct child {
 	int			 admit;		/* enum admission */
 	int			 admit_sent;
 	int			 draining;
+	int			 killed;	/* it misbehaved: SIGKILL sent */
+	const char		*why;		/* what was wrong with its imsg */
 };
 TAILQ_HEAD(child_list, child);
 
@@ -110,6 +112,12 @@ static void	 parent_sig_handler(int, short, void *);
 static int	 parent_dispatch_imap(struct imsgev *, struct imsg *);
 static int	 parent_dispatch_auth(struct imsgev *, struct imsg *);
 static void	 child_gone(struct imsgev *);
+static void	 child_bad(struct imsgev *, struct imsg *);
+static int	 child_ready(struct child *, struct imsg *);
+static int	 child_accepted(struct child *, struct imsg *);
+static int	 child_closed(struct child *, struct imsg *);
+static int	 child_worker_bad(struct child *, struct imsg *);
+static void	 child_kill(struct child *);
 static struct child *child_spawn(struct generation *, enum child_kind);
 static void	 child_give_auth_channel(struct child *, struct child *);
 static void	 generation_fill(struct generation *);
@@ -125,9 +133,9 @@ static void	 ticket_send(struct child *, struct ticket_key *);
 /* the parent's peers, one kind of child each */
 static const struct proc_peer parent_peers[] = {
 	[CHILD_AUTH] =	{ "auth process", parent_dispatch_auth, child_gone,
-			    NULL, 1 },
+			    child_bad, 1 },
 	[CHILD_IMAP] =	{ "imap worker", parent_dispatch_imap, child_gone,
-			    NULL, 1 },
+			    child_bad, 1 },
 };
 
 static void
@@ -728,7 +736,11 @@ parent_check_startup(void)
 	}
 }
 
-/* an imap worker: its sessions, for the cap and the spares */
+/*
+ * What children say.  A child is not trusted: a message of a type it
+ * may not send, of the wrong length, or accounting it cannot hold gets
+ * it killed (child_bad()), never the parent.
+ */
 static int
 parent_dispatch_imap(struct imsgev *iev, struct imsg *imsg)
 {
@@ -736,27 +748,15 @@ parent_dispatch_imap(struct imsgev *iev, struct imsg *imsg)
 
 	switch (imsg_get_type(imsg)) {
 	case IMSG_CTL_READY:
-		c->ready = 1;
-		parent_check_startup();
-		break;
+		return (child_ready(c, imsg));
 	case IMSG_CTL_ACCEPTED:
-		c->sessions++;
-		if (c->gen->conf->isolation == ISOLATION_CONNECTION &&
-		    !c->accepted) {
-			c->accepted = 1;
-			generation_fill(c->gen);
-		}
-		parent_admission();
-		break;
+		return (child_accepted(c, imsg));
 	case IMSG_CTL_CLOSED:
-		if (c->sessions > 0)
-			c->sessions--;
-		parent_admission();
-		break;
+		return (child_closed(c, imsg));
 	default:
+		c->why = "a message it may not send";
 		return (-1);
 	}
-	return (0);
 }
 
 static int
@@ -766,13 +766,133 @@ parent_dispatch_auth(struct imsgev *iev, struct imsg *imsg)
 
 	switch (imsg_get_type(imsg)) {
 	case IMSG_CTL_READY:
-		c->ready = 1;
-		parent_check_startup();
-		break;
+		return (child_ready(c, imsg));
+	case IMSG_CTL_WORKER_BAD:
+		return (child_worker_bad(c, imsg));
 	default:
+		c->why = "a message it may not send";
 		return (-1);
 	}
+}
+
+static int
+child_empty(struct child *c, struct imsg *imsg)
+{
+	if (imsg_get_len(imsg) == 0)
+		return (0);
+	c->why = "a payload where none belongs";
+	return (-1);
+}
+
+static int
+child_ready(struct child *c, struct imsg *imsg)
+{
+	if (child_empty(c, imsg) == -1)
+		return (-1);
+	c->ready = 1;
+	parent_check_startup();
 	return (0);
+}
+
+/*
+ * A session started.  A connection-mode worker serves one client in
+ * its life, a shared one at most worker_connections at a time: more is
+ * a lie that would fill the cap for everyone.
+ */
+static int
+child_accepted(struct child *c, struct imsg *imsg)
+{
+	struct config	*conf = c->gen->conf;
+
+	if (child_empty(c, imsg) == -1)
+		return (-1);
+	if (conf->isolation == ISOLATION_CONNECTION ? c->accepted :
+	    (unsigned int)c->sessions >= conf->worker_connections) {
+		c->why = "more sessions than it may hold";
+		return (-1);
+	}
+	c->sessions++;
+	if (conf->isolation == ISOLATION_CONNECTION) {
+		c->accepted = 1;
+		generation_fill(c->gen);
+	}
+	parent_admission();
+	return (0);
+}
+
+static int
+child_closed(struct child *c, struct imsg *imsg)
+{
+	if (child_empty(c, imsg) == -1)
+		return (-1);
+	if (c->sessions == 0) {
+		c->why = "a session closed that it never opened";
+		return (-1);
+	}
+	c->sessions--;
+	parent_admission();
+	return (0);
+}
+
+/*
+ * The auth process dropped a worker of its generation for what it
+ * sent: without an auth channel it is of no use, and it lies.
+ */
+static int
+child_worker_bad(struct child *auth, struct imsg *imsg)
+{
+	struct child	*c;
+	uint32_t	 id;
+
+	if (imsg_get_data(imsg, &id, sizeof(id)) == -1) {
+		auth->why = "a malformed message";
+		return (-1);
+	}
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->kind == CHILD_IMAP && c->id == id &&
+		    c->gen == auth->gen && !c->killed)
+			break;
+	if (c == NULL)
+		return (0);	/* gone already */
+	log_warnx("imap worker pid %d: refused by the auth process, killed",
+	    (int)c->pid);
+	child_kill(c);
+	return (0);
+}
+
+/*
+ * The child sent something it must not: kill it, forget its sessions
+ * at once (the cap is everyone's), and let SIGCHLD replace it.
+ */
+static void
+child_bad(struct imsgev *iev, struct imsg *imsg)
+{
+	struct child	*c = iev->data;
+	const char	*what = iev->peer->name;
+
+	if (imsg == NULL)
+		log_warnx("%s pid %d: a malformed message, killed", what,
+		    (int)c->pid);
+	else
+		log_warnx("%s pid %d: %s (imsg %u, %zu bytes), killed", what,
+		    (int)c->pid, c->why != NULL ? c->why :
+		    "a message it may not send", imsg_get_type(imsg),
+		    imsg_get_len(imsg));
+	child_kill(c);
+}
+
+static void
+child_kill(struct child *c)
+{
+	if (kill(c->pid, SIGKILL) == -1)
+		log_warn("kill %d", (int)c->pid);
+	imsgev_clear(&c->iev);
+	c->killed = 1;
+	c->draining = 1;
+	c->sessions = 0;
+	if (c->kind == CHILD_IMAP && !shutting_down && c->gen == current)
+		generation_fill(c->gen);
+	parent_admission();
 }
 
 /* it is exiting; SIGCHLD does the rest */

@@ -255,10 +255,12 @@ enum imsg_type {
 	IMSG_CTL_TICKET_KEY,	/* parent -> imap: struct ticket_key */
 	IMSG_CTL_SHUTDOWN,	/* parent -> imap: BYE to every session, exit */
 	IMSG_CTL_LOG_FD,	/* fd: error_log reopened (SIGUSR1) */
-	/* children -> parent */
+	/* children -> parent; anything else from a child gets it killed */
 	IMSG_CTL_READY,		/* configured, serving */
 	IMSG_CTL_ACCEPTED,	/* imap: a client session started */
 	IMSG_CTL_CLOSED,	/* imap: a client session ended */
+	IMSG_CTL_WORKER_BAD,	/* auth: uint32_t worker id; that worker sent
+				   nonsense, its channel was dropped */
 	/* imap <-> auth, over the channel the parent created */
 	IMSG_AUTH_REQUEST,	/* imap -> auth: struct auth_request + tail */
 	IMSG_AUTH_CANCEL,	/* imap -> auth: uint32_t request id */

@@ -136,7 +136,7 @@ parse_command(struct session *s)
 		char	 buf[128];
 		int	 rv;
 
-		rv = sandbox_regress_try(cmd->args[0].data, buf, sizeof(buf));
+		rv = imap_regress_try(cmd->args[0].data, buf, sizeof(buf));
 		client_reply(s, "%s %s %s", cmd->tag, rv == 0 ? "OK" : "NO",
 		    buf);
 		imap_cmd_clear(cmd);

@@ -145,7 +145,14 @@ proc_dispatch(int fd, short event, void *arg)
 	ssize_t			 n;
 
 	if (event & EV_READ) {
-		if ((n = imsgbuf_read(&iev->ibuf)) == -1 || n == 0) {
+		n = imsgbuf_read(&iev->ibuf);
+		if (n == -1 && (errno == EBADMSG || errno == ERANGE ||
+		    errno == EOVERFLOW)) {
+			/* a header whose length cannot be */
+			proc_refuse(iev, NULL);
+			return;
+		}
+		if (n == -1 || n == 0) {
 			if (n == -1)
 				log_debug("%s channel: %s", peer->name,
 				    strerror(errno));
@@ -160,7 +167,6 @@ proc_dispatch(int fd, short event, void *arg)
 	}
 	for (;;) {
 		if ((n = imsg_get(&iev->ibuf, &imsg)) == -1) {
-			/* a header whose length cannot be */
 			proc_refuse(iev, NULL);
 			return;
 		}
