@@ -677,7 +677,7 @@ test_dispatch(struct imsgev *iev, struct imsg *imsg)
 }
 
 static const struct proc_peer test_peer = {
-	"test", test_dispatch, NULL, NULL, 0
+	"test", test_dispatch, NULL, NULL, 1
 };
 
 static void
