@@ -140,6 +140,25 @@ config_server_new(struct config *conf)
 	return (srv);
 }
 
+/* a server the parser read and will not serve, and its listens */
+void
+config_server_drop(struct config *conf, struct server_conf *srv)
+{
+	struct listen_conf	*lc, *next;
+
+	for (lc = TAILQ_FIRST(&conf->listens); lc != NULL; lc = next) {
+		next = TAILQ_NEXT(lc, entry);
+		if (lc->server_id != srv->id)
+			continue;
+		TAILQ_REMOVE(&conf->listens, lc, entry);
+		if (lc->fd != -1)
+			close(lc->fd);
+		free(lc);
+	}
+	TAILQ_REMOVE(&conf->servers, srv, entry);
+	server_free(srv);
+}
+
 /* a certificate or key file the parent read, once whole; NULL if not */
 struct tls_pem *
 config_pem(struct config *conf, uint32_t id, uint32_t pair, int key)

@@ -46,6 +46,7 @@
 #define TLS_PEM_MAX		(1024 * 1024)	/* one certificate or key file */
 #define TLS_CHUNK_MAX		(128 * 1024)	/* PEM bytes per imsg */
 #define TLS_PATH_MAX		1024	/* keeps struct server_conf small */
+#define TLS_CIPHERS_MAX		4096	/* a cipher list: nginx's token */
 
 /* ssl_verify_client; the CA files travel as certificate pairs past the last */
 #define CCERT_VERIFY_OFF	0
@@ -161,12 +162,13 @@ struct server_conf {
 	struct host_addrs		 proxy_pass;
 	char				 proxy_pass_name[NAME_MAX_LEN + 8];
 	/* TLS towards clients; the PEM bytes reach imap workers only */
+	int				 listen_ssl;	/* "ssl on": every listen */
 	int				 starttls;	/* enum starttls_mode */
 	int				 tls_npairs;
 	char				 tls_cert_file[TLS_MAX_PAIRS][TLS_PATH_MAX];
 	char				 tls_key_file[TLS_MAX_PAIRS][TLS_PATH_MAX];
 	uint32_t			 tls_protocols;	/* TLS_PROTOCOL_* */
-	char				 tls_ciphers[512];
+	char				 tls_ciphers[TLS_CIPHERS_MAX];
 	int				 tls_prefer_server_ciphers;
 	char				 tls_ecdh_curve[256];
 	char				 tls_dhparams[16];	/* libtls keyword */
@@ -182,7 +184,7 @@ struct server_conf {
 	int				 proxy_ssl;	/* enum ptls_mode */
 	int				 proxy_ssl_verify;	/* on */
 	uint32_t			 proxy_ssl_protocols;
-	char				 proxy_ssl_ciphers[512];
+	char				 proxy_ssl_ciphers[TLS_CIPHERS_MAX];
 	char				 proxy_ssl_name[NAME_MAX_LEN];	/* "": addr */
 	char				 proxy_ssl_ca_file[TLS_PATH_MAX];
 	char				 proxy_ssl_cert_file[TLS_PATH_MAX];
@@ -414,6 +416,8 @@ void	log_setverbose(int);
 int	log_getverbose(void);
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_warning(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_notice(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	vlog(int, const char *, va_list) __attribute__((format(printf, 2, 0)));
@@ -430,6 +434,7 @@ struct config	*config_new(void);
 void		 config_free(struct config *);
 struct server_conf *config_server_new(struct config *);
 struct server_conf *config_server_byid(struct config *, uint32_t);
+void		 config_server_drop(struct config *, struct server_conf *);
 struct tls_pem	*config_pem(struct config *, uint32_t, uint32_t, int);
 void		 config_send(struct imsgev *, struct config *, int);
 int		 config_recv(struct config *, struct imsg *);

@@ -68,6 +68,10 @@ static const char *
 log_levelname(int pri)
 {
 	switch (pri) {
+	case LOG_EMERG:
+		return ("emerg");
+	case LOG_ALERT:
+		return ("alert");
 	case LOG_CRIT:
 		return ("crit");
 	case LOG_ERR:
@@ -125,6 +129,27 @@ log_warnx(const char *fmt, ...)
 
 	va_start(ap, fmt);
 	vlog(LOG_ERR, fmt, ap);
+	va_end(ap);
+}
+
+/* something works, but not as the operator may think: nginx's "warn" */
+void
+log_warning(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_WARNING, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_notice(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_NOTICE, fmt, ap);
 	va_end(ap);
 }
 

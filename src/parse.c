@@ -91,6 +91,11 @@
 #define INCLUDE_DEPTH	16
 #define NITEMS(a)	(sizeof(a) / sizeof((a)[0]))
 
+/* a server's protocol, as nginx learns it: "protocol" or the port */
+#define PROTO_IMAP	1
+#define PROTO_POP3	2
+#define PROTO_SMTP	3
+
 /* how a row reads its arguments into its field */
 enum slot {
 	S_SPECIAL,	/* the row's own setter */
@@ -179,6 +184,14 @@ static int	set_listen(struct parser *, const struct directive *, void *,
 		    int, char **);
 static int	set_protocol(struct parser *, const struct directive *, void *,
 		    int, char **);
+static int	set_other_protocol(struct parser *, const struct directive *,
+		    void *, int, char **);
+static int	skip_block(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_ssl(struct parser *, const struct directive *, void *,
+		    int, char **);
+static int	set_starttls(struct parser *, const struct directive *, void *,
+		    int, char **);
 static int	set_ciphers(struct parser *, const struct directive *, void *,
 		    int, char **);
 static int	set_curve(struct parser *, const struct directive *, void *,
@@ -195,12 +208,6 @@ static int	deny_crl(struct parser *, const struct directive *, void *,
 		    int, char **);
 static int	deny_encrypted(struct parser *, const struct directive *,
 		    void *, int, char **);
-static int	deny_ssl(struct parser *, const struct directive *, void *,
-		    int, char **);
-static int	deny_proto(struct parser *, const struct directive *, void *,
-		    int, char **);
-static int	deny_block(struct parser *, const struct directive *, void *,
-		    int, char **);
 static int	deny_later(struct parser *, const struct directive *, void *,
 		    int, char **);
 static void	merge_headers(const struct directive *, struct psrv *,
@@ -222,6 +229,10 @@ static const struct keyword autonum[] = { { "auto", 0 }, { NULL, 0 } };
 static const struct keyword mechs[] = {
 	{ "plain", MECH_PLAIN }, { "login", MECH_LOGIN },
 	{ "cram-md5", MECH_CRAM_MD5 }, { "external", MECH_EXTERNAL },
+	{ NULL, 0 }
+};
+static const struct keyword protos[] = {
+	{ "imap", PROTO_IMAP }, { "pop3", PROTO_POP3 }, { "smtp", PROTO_SMTP },
 	{ NULL, 0 }
 };
 static const struct keyword starttls_modes[] = {
@@ -333,8 +344,12 @@ static const struct directive directives[] = {
 	    SPAN(S_SPECIAL, limit_auth_fail, limit_auth_fail_delay_ms),
 	    .set = set_limit_auth_fail },
 	/* TLS towards clients */
+	/* ssl then starttls: each setter looks at the other's row */
+	{ "ssl",		C_MS,	1, 1,	0,
+	    SRV(S_FLAG, listen_ssl), .set = set_ssl },
 	{ "starttls",		C_MS,	1, 1,	0,
-	    SRV(S_ENUM, starttls), .vals = starttls_modes },
+	    SRV(S_ENUM, starttls), .vals = starttls_modes,
+	    .set = set_starttls },
 	{ "ssl_certificate",	C_MS,	1, 1,	D_MULTI | D_PAIR,
 	    SRV(S_PATHS, tls_cert_file) },
 	{ "ssl_certificate_key", C_MS,	1, 1,	D_MULTI | D_PAIRED,
@@ -389,24 +404,39 @@ static const struct directive directives[] = {
 	/* not (yet) for imaprelayd: refused with a reason */
 	{ "proxy_protocol",	C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_later) },
 	{ "set_real_ip_from",	C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_later) },
-	{ "ssl",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_ssl) },
-	{ "xclient",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_proto) },
-	{ "proxy_smtp_auth",	C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_proto) },
-	{ "http",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_block) },
-	{ "stream",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_block) },
+
+	/* nginx serves these from the same file: accepted, no effect */
+	{ "http",		C_MAIN,	0, 0,	D_GLOBAL | D_BLOCK,
+	    SPECIAL(skip_block) },
+	{ "stream",		C_MAIN,	0, 0,	D_GLOBAL | D_BLOCK,
+	    SPECIAL(skip_block) },
+	{ "pop3_auth",		C_MS,	1, -1,	D_MULTI,
+	    SPECIAL(set_other_protocol) },
+	{ "pop3_capabilities",	C_MS,	1, -1,	D_MULTI,
+	    SPECIAL(set_other_protocol) },
+	{ "smtp_auth",		C_MS,	1, -1,	D_MULTI,
+	    SPECIAL(set_other_protocol) },
+	{ "smtp_capabilities",	C_MS,	1, -1,	D_MULTI,
+	    SPECIAL(set_other_protocol) },
+	{ "smtp_client_buffer",	C_MS,	1, 1,	0,
+	    SPECIAL(set_other_protocol) },
+	{ "smtp_greeting_delay", C_MS,	1, 1,	0,
+	    SPECIAL(set_other_protocol) },
+	{ "xclient",		C_MS,	1, 1,	0,
+	    SPECIAL(set_other_protocol) },
+	{ "proxy_smtp_auth",	C_MS,	1, 1,	0,
+	    SPECIAL(set_other_protocol) },
 };
 
 #define NDIRECTIVES	NITEMS(directives)
 #define SETWORDS	((NDIRECTIVES + 31) / 32)
 
-/* whole families by prefix: other ssl_*, pop3_*, smtp_* */
+/* a whole family by prefix: the other ssl_* */
 static const struct {
 	const char	*prefix;
 	setter		 set;
 } prefixes[] = {
 	{ "ssl_",	deny_tls },
-	{ "pop3_",	deny_proto },
-	{ "smtp_",	deny_proto },
 };
 
 enum token {
@@ -431,9 +461,11 @@ struct psrv {
 	struct server_conf	*srv;
 	uint32_t		 set[SETWORDS];
 	int			 nlisten;
+	int			 proto;		/* PROTO_*: 0 until known */
 	const char		*file;
 	int			 line;
 };
+
 
 struct parser {
 	struct config		*conf;
@@ -446,14 +478,26 @@ struct parser {
 	struct psrv		 mail;		/* srv not in conf->servers */
 	struct psrv		*cur;		/* the server{} being read */
 	TAILQ_HEAD(, psrv)	 psrvs;
+	int			 nskipped;	/* pop3/smtp servers */
+	int			 noted_proto;	/* pop3/smtp directive noted */
+	/*
+	 * Inside a server{}, the first error is held until the server's
+	 * end: a pop3 or smtp server, known only from its "protocol" or
+	 * its port, is skipped with whatever it holds that we refuse.
+	 */
+	int			 holding;
+	char			 held[1200];
 };
 
 static int	parse_file(struct parser *, const char *, int);
 static int	parse_block(struct parser *, int, int);
+static int	skip_body(struct parser *);
 
 static void	perr(struct parser *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	lerr(struct parser *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static void	pnotice(struct parser *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
 static int
@@ -481,10 +525,24 @@ perr(struct parser *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_warnx("%s:%d: %s", p->f->name, p->line, msg);
+	if (!p->holding)
+		log_warnx("%s:%d: %s", p->f->name, p->line, msg);
+	else if (p->held[0] == '\0')
+		snprintf(p->held, sizeof(p->held), "%s:%d: %s", p->f->name,
+		    p->line, msg);
 }
 
-/* the lexer's errors are at the line it is reading */
+/* the error held in a server{}, if any, is said now */
+static void
+unhold(struct parser *p)
+{
+	if (p->held[0] != '\0')
+		log_warnx("%s", p->held);
+	p->held[0] = '\0';
+	p->holding = 0;
+}
+
+/* the lexer's errors are at the line it is reading, and end the parse */
 static void
 lerr(struct parser *p, const char *fmt, ...)
 {
@@ -494,8 +552,22 @@ lerr(struct parser *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	unhold(p);
 	p->line = p->f->line;
 	log_warnx("%s:%d: %s", p->f->name, p->line, msg);
+}
+
+/* what is accepted and means nothing here, said once */
+static void
+pnotice(struct parser *p, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 msg[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_notice("%s:%d: %s", p->f->name, p->line, msg);
 }
 
 /*
@@ -549,11 +621,15 @@ lungetc(struct pfile *f, int c)
 	f->ungot = c;
 }
 
+/*
+ * What ends a word, as nginx reads: not "}", which is a word's own
+ * character unless a word starts with it ("a}" is one word).
+ */
 static int
 isdelim(int c)
 {
 	return (c == EOF || c == ' ' || c == '\t' || c == '\r' ||
-	    c == '\n' || c == ';' || c == '{' || c == '}');
+	    c == '\n' || c == ';' || c == '{');
 }
 
 /* after a backslash: nginx's escapes, others keep the backslash */
@@ -621,7 +697,8 @@ lquoted(struct parser *p, int q, char *buf)
 	}
 	buf[len] = '\0';
 	c = lgetc(p->f);
-	if (!isdelim(c)) {
+	/* ")" may follow, as in http's if ($a = 'b') {: it starts a word */
+	if (!isdelim(c) && c != ')') {
 		lerr(p, "unexpected \"%c\" after a quoted string", c);
 		return (T_ERROR);
 	}
@@ -641,7 +718,9 @@ lword(struct parser *p, int c, char *buf)
 	size_t	 len = 0;
 	int	 r;
 
-	for (; !isdelim(c); c = lgetc(p->f)) {
+	/* "${name}" is a variable in http{}: its "{" does not end the word */
+	for (; !isdelim(c) || (c == '{' && len > 0 && buf[len - 1] == '$');
+	    c = lgetc(p->f)) {
 		if (c == '\0') {
 			lerr(p, "unexpected nul byte");
 			return (T_ERROR);
@@ -834,6 +913,7 @@ parse_block(struct parser *p, int ctx, int inblock)
 		switch (t) {
 		case T_ERROR:
 			freeargs(argc, argv);
+			unhold(p);
 			return (-1);
 		case T_EOF:
 			p->line = p->f->line;
@@ -860,10 +940,40 @@ parse_block(struct parser *p, int ctx, int inblock)
 			}
 			rv = directive(p, ctx, argc, argv, t == T_LBRACE);
 			freeargs(argc, argv);
-			if (rv == -1)
+			if (rv == -1 && !p->holding)
+				return (-1);
+			/* held: a refused block's body is not ours to read */
+			if (rv == -1 && t == T_LBRACE && skip_body(p) == -1)
 				return (-1);
 		}
 	}
+}
+
+/* a { } body read and thrown away, blocks within it included */
+static int
+skip_body(struct parser *p)
+{
+	char	 buf[TOKEN_MAX];
+	int	 depth = 1;
+
+	while (depth > 0) {
+		switch (ltoken(p, buf)) {
+		case T_ERROR:
+			return (-1);
+		case T_EOF:
+			lerr(p, "unexpected end of file, expecting \"}\"");
+			return (-1);
+		case T_LBRACE:
+			depth++;
+			break;
+		case T_RBRACE:
+			depth--;
+			break;
+		default:
+			break;
+		}
+	}
+	return (0);
 }
 
 static int
@@ -1138,11 +1248,16 @@ slot_bits(struct parser *p, const struct directive *d, void *field,
 	for (i = 1; i < argc; i++) {
 		if ((k = keyword(d->vals, argv[i])) == NULL)
 			return (badvalue(p, argv, argv[i]));
-		if (k->value == 0) {
-			perr(p, "\"%s\" is not supported", argv[i]);
-			return (-1);
-		}
+		/* a word nginx knows that libtls cannot offer */
+		if (k->value == 0)
+			pnotice(p, "\"%s\" in \"%s\" is not offered: libtls "
+			    "has no such protocol", argv[i], argv[0]);
 		bits |= k->value;
+	}
+	if (bits == 0) {
+		perr(p, "\"%s\" leaves no protocol libtls can offer",
+		    argv[0]);
+		return (-1);
 	}
 	memcpy(field, &bits, sizeof(bits));
 	return (0);
@@ -1348,8 +1463,24 @@ set_server(struct parser *p, const struct directive *d, void *base,
 	ps->line = p->line;
 	TAILQ_INSERT_TAIL(&p->psrvs, ps, entry);
 	p->cur = ps;
+	p->holding = 1;
 	rv = parse_block(p, C_SERVER, 1);
 	p->cur = NULL;
+	if (rv == 0 && (ps->proto == PROTO_POP3 || ps->proto == PROTO_SMTP)) {
+		/* nginx serves it; we are not the one to */
+		p->held[0] = '\0';
+		p->holding = 0;
+		log_notice("%s:%d: %s server skipped: imaprelayd proxies IMAP "
+		    "only", ps->file, ps->line, ps->proto == PROTO_POP3 ?
+		    "pop3" : "smtp");
+		TAILQ_REMOVE(&p->psrvs, ps, entry);
+		config_server_drop(p->conf, ps->srv);
+		free(ps);
+		p->nskipped++;
+		return (0);
+	}
+	rv = rv == -1 || p->held[0] != '\0' ? -1 : 0;
+	unhold(p);
 	return (rv);
 }
 
@@ -1586,18 +1717,101 @@ merge_headers(const struct directive *d, struct psrv *mail, struct psrv *ps)
 	}
 }
 
+/* a pop3 or smtp server is skipped once read (set_server) */
 static int
 set_protocol(struct parser *p, const struct directive *d, void *base,
     int argc, char **argv)
 {
-	if (strcmp(argv[1], "imap") == 0)
-		return (0);
-	if (strcmp(argv[1], "pop3") == 0 || strcmp(argv[1], "smtp") == 0)
-		perr(p, "protocol \"%s\" is not supported: imaprelayd "
-		    "proxies IMAP only", argv[1]);
-	else
+	const struct keyword	*k;
+
+	if ((k = keyword(protos, argv[1])) == NULL) {
 		perr(p, "unknown protocol \"%s\"", argv[1]);
-	return (-1);
+		return (-1);
+	}
+	p->cur->proto = k->value;
+	return (0);
+}
+
+/* nginx takes the protocol from a well-known port when none is given */
+static void
+listen_protocol(struct parser *p, const struct sockaddr *sa)
+{
+	static const struct {
+		in_port_t	 port;
+		int		 proto;
+	} ports[] = {
+		{ 143, PROTO_IMAP }, { 993, PROTO_IMAP },
+		{ 110, PROTO_POP3 }, { 995, PROTO_POP3 },
+		{ 25, PROTO_SMTP }, { 465, PROTO_SMTP }, { 587, PROTO_SMTP },
+	};
+	in_port_t	 port;
+	size_t		 i;
+
+	if (p->cur->proto != 0)
+		return;
+	port = ntohs(sa->sa_family == AF_INET6 ?
+	    ((const struct sockaddr_in6 *)sa)->sin6_port :
+	    ((const struct sockaddr_in *)sa)->sin_port);
+	for (i = 0; i < NITEMS(ports); i++)
+		if (ports[i].port == port)
+			p->cur->proto = ports[i].proto;
+}
+
+/* pop3_*, smtp_*, xclient: accepted as nginx does, one notice */
+static int
+set_other_protocol(struct parser *p, const struct directive *d,
+    void *base, int argc, char **argv)
+{
+	if (!p->noted_proto)
+		pnotice(p, "\"%s\" and the other pop3/smtp directives have "
+		    "no effect: imaprelayd proxies IMAP only", argv[0]);
+	p->noted_proto = 1;
+	return (0);
+}
+
+/* http {} and stream {}: nginx may serve them from this very file */
+static int
+skip_block(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
+{
+	pnotice(p, "\"%s\" block skipped: imaprelayd reads the mail block "
+	    "only", argv[0]);
+	return (skip_body(p));
+}
+
+/* deprecated, valid up to nginx 1.25: every listen of the server is TLS */
+static int
+set_ssl(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
+{
+	struct server_conf	*srv = base;
+
+	if (set_slot(p, d, base, argc, argv) == -1)
+		return (-1);
+	if (srv->listen_ssl && row_isset(level(p)->set, d + 1) &&
+	    srv->starttls != STARTTLS_OFF) {
+		perr(p, "\"starttls\" directive conflicts with \"ssl on\"");
+		return (-1);
+	}
+	log_warning("%s:%d: the \"ssl\" directive is deprecated, use the "
+	    "\"listen ... ssl\" directive instead", p->f->name, p->line);
+	return (0);
+}
+
+static int
+set_starttls(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
+{
+	struct server_conf	*srv = base;
+
+	if (set_slot(p, d, base, argc, argv) == -1)
+		return (-1);
+	if (srv->listen_ssl && row_isset(level(p)->set, d - 1) &&
+	    srv->starttls != STARTTLS_OFF) {
+		perr(p, "\"ssl\" directive conflicts with \"starttls\"");
+		return (-1);
+	}
+	return (0);
 }
 
 /* ssl_ciphers, proxy_ssl_ciphers: libtls says now whether it takes them */
@@ -1846,6 +2060,7 @@ set_listen(struct parser *p, const struct directive *d, void *base,
 	if (listen_params(p, argc, argv, &tmpl) == -1 ||
 	    listen_resolve(p, argv[1], &res) == -1)
 		return (-1);
+	listen_protocol(p, res->ai_addr);
 	/* a host name listens on every address it has, as nginx does */
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		if (tmpl.ipv6only != -1 && ai->ai_family != AF_INET6) {
@@ -1906,32 +2121,6 @@ deny_encrypted(struct parser *p, const struct directive *d, void *base,
 {
 	perr(p, "\"%s\" is not supported: keys must not be encrypted",
 	    argv[0]);
-	return (-1);
-}
-
-static int
-deny_ssl(struct parser *p, const struct directive *d, void *base,
-    int argc, char **argv)
-{
-	perr(p, "the \"ssl\" directive was removed in nginx 1.25.1, "
-	    "use \"listen ... ssl\"");
-	return (-1);
-}
-
-static int
-deny_proto(struct parser *p, const struct directive *d, void *base,
-    int argc, char **argv)
-{
-	perr(p, "\"%s\" is for pop3/smtp; imaprelayd proxies IMAP only",
-	    argv[0]);
-	return (-1);
-}
-
-static int
-deny_block(struct parser *p, const struct directive *d, void *base,
-    int argc, char **argv)
-{
-	perr(p, "%s is not supported: imaprelayd is an IMAP proxy", argv[0]);
 	return (-1);
 }
 
@@ -2202,11 +2391,19 @@ finish(struct parser *p, const char *file)
 	struct listen_conf	*lc, *l;
 
 	if (TAILQ_EMPTY(&p->psrvs)) {
-		log_warnx("%s: no mail server is defined", file);
+		if (p->nskipped > 0)
+			log_warnx("%s: no IMAP server is defined, only pop3 "
+			    "or smtp ones", file);
+		else
+			log_warnx("%s: no mail server is defined", file);
 		return (-1);
 	}
 	TAILQ_FOREACH(ps, &p->psrvs, entry) {
 		merge(&p->mail, ps);
+		if (ps->srv->listen_ssl)
+			TAILQ_FOREACH(lc, &p->conf->listens, entry)
+				if (lc->server_id == ps->srv->id)
+					lc->ssl = 1;
 		if (ptls_finish(p, ps) == -1 || atls_finish(p, ps) == -1)
 			return (-1);
 		if (ps->nlisten == 0) {

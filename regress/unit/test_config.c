@@ -22,6 +22,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <tls.h>
+
 #include "imaprelayd.h"
 #include "unit.h"
 
@@ -546,26 +548,24 @@ test_refused(void)
 	refused("duplicate timeout",
 	    "mail {\n  timeout 1s;\n  timeout 2s;\n}\n",
 	    3, "\"timeout\" directive is duplicate");
-	refused("pop3_auth", "mail {\n  pop3_auth plain;\n}\n",
-	    2, "\"pop3_auth\" is for pop3/smtp; imaprelayd proxies IMAP only");
-	refused("pop3_capabilities", "mail {\n  pop3_capabilities TOP;\n}\n",
-	    2, "\"pop3_capabilities\" is for pop3/smtp; imaprelayd proxies "
-	    "IMAP only");
-	refused("smtp_auth", "mail {\n  smtp_auth login;\n}\n",
-	    2, "\"smtp_auth\" is for pop3/smtp; imaprelayd proxies IMAP only");
-	refused("xclient", "mail {\n  xclient off;\n}\n",
-	    2, "\"xclient\" is for pop3/smtp; imaprelayd proxies IMAP only");
-	refused("proxy_smtp_auth", "mail {\n  proxy_smtp_auth on;\n}\n",
-	    2, "\"proxy_smtp_auth\" is for pop3/smtp; imaprelayd proxies "
-	    "IMAP only");
-	refused("protocol pop3",
-	    "mail {\n" AUTH "  server {\n    protocol pop3;\n  }\n}\n",
-	    4, "protocol \"pop3\" is not supported: imaprelayd proxies "
-	    "IMAP only");
-	refused("http block", "http {\n  server { listen 80; }\n}\n",
-	    1, "http is not supported: imaprelayd is an IMAP proxy");
-	refused("stream block", "events {}\nstream {\n}\n",
-	    2, "stream is not supported: imaprelayd is an IMAP proxy");
+	refused("http without a block", "http;\n",
+	    1, "directive \"http\" has no opening \"{\"");
+	refused("unknown pop3 directive", "mail {\n  pop3_bogus on;\n}\n",
+	    2, "unknown directive \"pop3_bogus\"");
+	refused("only pop3 servers",
+	    "mail {\n" AUTH "  server {\n    listen 10110;\n"
+	    "    protocol pop3;\n  }\n}\n",
+	    0, "no IMAP server is defined, only pop3 or smtp ones");
+	refused("ssl on and starttls at one level",
+	    "mail {\n  starttls on;\n  ssl on;\n}\n",
+	    3, "\"starttls\" directive conflicts with \"ssl on\"");
+	refused("ssl_protocols with nothing libtls offers",
+	    "mail {\n  ssl_protocols SSLv2 SSLv3;\n}\n",
+	    2, "\"ssl_protocols\" leaves no protocol libtls can offer");
+	refused("a refusal in an imap server is held to its line",
+	    "mail {\n" AUTH "  server {\n    listen 10143;\n"
+	    "    ssl_password_file /x;\n    protocol imap;\n  }\n}\n",
+	    5, "\"ssl_password_file\" is not supported");
 	refused("duplicate mail block",
 	    "mail {\n" AUTH SERVER "}\nmail {\n}\n",
 	    5, "\"mail\" directive is duplicate");
@@ -615,8 +615,6 @@ test_refused(void)
 	refused("ssl_password_file",
 	    "mail {\n  ssl_password_file /etc/ssl/pass;\n}\n",
 	    2, "\"ssl_password_file\" is not supported");
-	refused("ssl directive", "mail {\n  ssl on;\n}\n",
-	    2, "the \"ssl\" directive was removed in nginx 1.25.1");
 	refused("starttls bad value", "mail {\n  starttls yes;\n}\n",
 	    2, "invalid value \"yes\" in \"starttls\" directive");
 	refused("starttls without certificate",
@@ -636,9 +634,6 @@ test_refused(void)
 	    "mail {\n" AUTH "  server {\n    listen 993 ssl;\n"
 	    "    ssl_certificate /nonexistent/x.crt;\n  }\n}\n",
 	    3, "no \"ssl_certificate_key\" is defined for certificate");
-	refused("ssl_protocols SSLv3",
-	    "mail {\n  ssl_protocols SSLv3 TLSv1.2;\n}\n",
-	    2, "\"SSLv3\" is not supported");
 	refused("ssl_ciphers garbage",
 	    "mail {\n  ssl_ciphers NOSUCHCIPHER;\n}\n",
 	    2, "invalid value \"NOSUCHCIPHER\" in \"ssl_ciphers\" directive");
@@ -668,6 +663,114 @@ test_refused(void)
 	    1, "cannot open \"");
 	refused("proxy_protocol directive", "mail {\n  proxy_protocol on;\n}\n",
 	    2, "\"proxy_protocol\" is not supported yet");
+}
+
+/* count of needle in haystack */
+static int
+count(const char *hay, const char *needle)
+{
+	int	 n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay += strlen(needle);
+	}
+	return (n);
+}
+
+/* what nginx 1.22 accepts around an IMAP mail{}: accepted, noted */
+static void
+test_nginx_leftovers(void)
+{
+	struct config		*conf;
+	struct server_conf	*s;
+	struct listen_conf	*lc;
+	char			 text[4096], ciphers[1200];
+	size_t			 n;
+
+	conf = parse("leftovers",
+	    "http {\n"						/* 1 */
+	    "  server { listen 80; location / { return 200 '}'; } }\n"
+	    "}\n"
+	    "stream { upstream x { server 127.0.0.1:1; } }\n"	/* 4 */
+	    "mail {\n"						/* 5 */
+	    "  pop3_auth plain apop;\n"				/* 6 */
+	    "  pop3_capabilities TOP USER;\n"
+	    "  smtp_auth login plain;\n"
+	    "  smtp_capabilities SIZE 10485760;\n"
+	    "  xclient off;\n"
+	    "  proxy_smtp_auth on;\n"
+	    "  smtp_greeting_delay 1s;\n"
+	    AUTH
+	    "  server { listen 127.0.0.1:10110; protocol pop3;\n"	/* 14 */
+	    "    ssl_password_file /nonexistent;\n"
+	    "    listen 127.0.0.1:10995 proxy_protocol; }\n"
+	    "  server { listen 127.0.0.1:25; }\n"			/* 17 */
+	    "  server { listen 127.0.0.1:587; smtp_auth none; }\n"
+	    "  server { listen 127.0.0.1:10143; }\n"		/* 19 */
+	    "  server { listen 127.0.0.1:110; protocol imap; }\n"
+	    "}\n");
+	s = conf ? TAILQ_FIRST(&conf->servers) : NULL;
+	CHECK("http, stream, pop3/smtp servers and directives accepted",
+	    s != NULL);
+	if (s == NULL) {
+		fprintf(stderr, "# %s", logbuf);
+		return;
+	}
+	CHECK("only the imap servers are kept, numbered in order",
+	    TAILQ_NEXT(s, entry) != NULL &&
+	    TAILQ_NEXT(TAILQ_NEXT(s, entry), entry) == NULL);
+	lc = TAILQ_FIRST(&conf->listens);
+	CHECK("their listens only",
+	    lc != NULL && strcmp(lc->name, "127.0.0.1:10143") == 0 &&
+	    (lc = TAILQ_NEXT(lc, entry)) != NULL &&
+	    strcmp(lc->name, "127.0.0.1:110") == 0 &&
+	    TAILQ_NEXT(lc, entry) == NULL);
+	CHECK("one notice per block",
+	    count(logbuf, "[notice]") == 6 &&
+	    strstr(logbuf, ":1: \"http\" block skipped") != NULL &&
+	    strstr(logbuf, ":4: \"stream\" block skipped") != NULL);
+	CHECK("one notice for the pop3/smtp directives",
+	    count(logbuf, "pop3/smtp directives have no effect") == 1 &&
+	    strstr(logbuf, ":6: \"pop3_auth\" and the other") != NULL);
+	CHECK("a notice per skipped server, by protocol or port",
+	    strstr(logbuf, ":14: pop3 server skipped") != NULL &&
+	    strstr(logbuf, ":17: smtp server skipped") != NULL &&
+	    strstr(logbuf, ":18: smtp server skipped") != NULL);
+	CHECK("a skipped server's refusals are not reported",
+	    strstr(logbuf, "[error]") == NULL);
+	config_free(conf);
+
+	conf = parse("sslon", "mail {\n  ssl on;\n" AUTH SERVER "}\n");
+	CHECK("ssl on is accepted, with nginx's warning",
+	    strstr(logbuf, ":2: the \"ssl\" directive is deprecated, use "
+	    "the \"listen ... ssl\" directive instead") != NULL &&
+	    strstr(logbuf, "[warn]") != NULL);
+	CHECK("ssl on makes every listen of the server TLS",
+	    conf == NULL && strstr(logbuf, "no \"ssl_certificate\" is "
+	    "defined for the \"listen ... ssl\" directive") != NULL);
+	config_free(conf);
+
+	s = onedirective("sslv3", "ssl_protocols SSLv3 TLSv1.2;", &conf);
+	CHECK("SSLv3 is accepted and not offered", s != NULL &&
+	    s->tls_protocols == TLS_PROTOCOL_TLSv1_2 &&
+	    strstr(logbuf, ":2: \"SSLv3\" in \"ssl_protocols\" is not "
+	    "offered") != NULL);
+	config_free(conf);
+
+	/* a long list, as Certbot's options-ssl-nginx.conf has */
+	ciphers[0] = '\0';
+	for (n = 0; strlen(ciphers) < 1000; n++)
+		strlcat(ciphers, n % 2 ? "ECDHE-RSA-AES128-GCM-SHA256:" :
+		    "ECDHE-ECDSA-AES256-GCM-SHA384:", sizeof(ciphers));
+	strlcat(ciphers, "DHE-RSA-AES128-GCM-SHA256", sizeof(ciphers));
+	snprintf(text, sizeof(text), "mail {\n  ssl_ciphers \"%s\";\n" AUTH
+	    SERVER "}\n", ciphers);
+	conf = parse("ciphers", text);
+	s = conf ? TAILQ_FIRST(&conf->servers) : NULL;
+	CHECK("ssl_ciphers of any length", s != NULL &&
+	    strcmp(s->tls_ciphers, ciphers) == 0);
+	config_free(conf);
 }
 
 static int
@@ -781,6 +884,7 @@ main(void)
 	test_ccert();
 	test_accepted();
 	test_refused();
+	test_nginx_leftovers();
 	test_imsg();
 
 	cleanup();
