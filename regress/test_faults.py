@@ -355,16 +355,25 @@ class ConfigCheck(DaemonTestCase):
         line = text.splitlines().index("\tno_such_directive on;") + 1
         self._bad(text, line)
 
-    def test_check_smtp_directive_refused(self):
+    def _noted(self, text, line, note):
+        """Accepted as nginx accepts it, with a notice at its line."""
+        path = self._write("noted.conf", text)
+        code, err = daemonlib.check_config(path)
+        self.assertEqual(code, 0, err)
+        self.assertIn("[notice]", err)
+        self.assertIn("%s:%d: %s" % (path, line, note), err)
+
+    def test_check_smtp_directive_noted(self):
         text = self.config().replace("\tserver {\n",
                                      "\tsmtp_auth login;\n\tserver {\n", 1)
         line = text.splitlines().index("\tsmtp_auth login;") + 1
-        self._bad(text, line)
+        self._noted(text, line, '"smtp_auth" and the other pop3/smtp '
+                    'directives have no effect')
 
-    def test_check_http_block_refused(self):
+    def test_check_http_block_noted(self):
         text = self.config() + "http {\n}\n"
         line = text.splitlines().index("http {") + 1
-        self._bad(text, line)
+        self._noted(text, line, '"http" block skipped')
 
     def test_check_missing_semicolon(self):
         path = self._write("bad.conf", "worker_processes 1\nevents {\n}\n")
