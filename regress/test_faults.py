@@ -120,7 +120,8 @@ class BackendFaults(DaemonTestCase):
         self.auth.override_pass = "not-the-password"
         c = self.connect()
         c.cmd("a LOGIN alice secret")
-        c.expect("a NO [UNAVAILABLE] backend rejected the login")
+        # Dovecot's RFC 5530 code goes on to the client
+        c.expect("a NO [AUTHENTICATIONFAILED] backend rejected the login")
         c.expect_closed()
 
     def test_backend_rejects_login_error_message_passed(self):

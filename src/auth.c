@@ -79,6 +79,8 @@ struct auth_req {
 	struct event		 waitev;
 	int			 waiting;
 	int			 limited;	/* limit_auth_fail: refuse */
+	int			 delayed;	/* auth_fail_delay: held */
+	struct auth_result	 held;		/* ... this answer */
 	/* the transfer in progress */
 	CURL			*easy;
 	struct curl_slist	*headers;
@@ -118,11 +120,14 @@ static void	auth_imap_bad(struct imsgev *, struct imsg *);
 static void	auth_chan_new(int, uint32_t);
 static void	auth_chan_free(struct auth_chan *);
 static void	auth_check_drain(void);
+static void	auth_caps_all(struct auth_caps *);
+static void	auth_caps_chan(void *, struct auth_caps *);
 static int	auth_request_recv(struct auth_chan *, struct imsg *);
 static int	auth_cancel_recv(struct auth_chan *, struct imsg *);
 static void	auth_req_start(struct auth_req *);
 static int	auth_req_limited(struct auth_req *);
 static void	auth_fail_count(struct auth_req *, int);
+static int	auth_fail_delay(struct auth_req *, struct auth_result *);
 static struct server_conf *limit_fail_conf(struct limit_fail_conf *,
 		    uint32_t);
 static int	auth_conn_recv(struct auth_chan *, struct imsg *);
@@ -269,6 +274,7 @@ auth_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 				config_free(conf);
 			conf = newconf;
 			newconf = NULL;
+			caps_init(conf, auth_caps_all);
 			imsgev_compose(iev, IMSG_CTL_READY, 0, -1, NULL, 0);
 		}
 		break;
@@ -311,6 +317,25 @@ auth_chan_new(int fd, uint32_t id)
 	proc_channel(&ch->iev, fd, &peer_imap, ch);
 	TAILQ_INSERT_TAIL(&chans, ch, entry);
 	log_debug("%s: worker %u", __func__, id);
+	caps_send_known(auth_caps_chan, ch);
+}
+
+/* imap_capabilities auto: a list learned or changed, for every worker */
+static void
+auth_caps_all(struct auth_caps *ac)
+{
+	struct auth_chan	*ch;
+
+	TAILQ_FOREACH(ch, &chans, entry)
+		auth_caps_chan(ch, ac);
+}
+
+static void
+auth_caps_chan(void *arg, struct auth_caps *ac)
+{
+	struct auth_chan	*ch = arg;
+
+	imsgev_compose(&ch->iev, IMSG_AUTH_CAPS, 0, -1, ac, sizeof(*ac));
 }
 
 /* the worker went away: its questions have no one left to answer */
@@ -989,6 +1014,8 @@ static void
 auth_req_done(struct auth_req *r, CURLcode rc)
 {
 	struct auth_result	 res;
+	struct server_conf	*srv;
+	struct host_addrs	 ha;
 	struct timeval		 tv;
 	char			 reason[CURL_ERROR_SIZE + 64];
 	long			 oserr = 0;
@@ -1033,18 +1060,53 @@ auth_req_done(struct auth_req *r, CURLcode rc)
 		return;
 	case AUTH_STATUS_OK:
 		auth_fail_count(r, st);
+		/* imap_capabilities auto: the first backend seen is probed */
+		if (conf != NULL && res.server_len > 0 &&
+		    res.server_len <= sizeof(res.server) &&
+		    (srv = config_server_byid(conf, r->hdr.server_id)) != NULL) {
+			memset(&ha, 0, sizeof(ha));
+			ha.n = 1;
+			ha.len[0] = res.server_len;
+			memcpy(&ha.ss[0], &res.server, res.server_len);
+			caps_backend(srv, &ha, res.proxy_ssl == PTLS_ON + 1);
+		}
 		auth_reply(r, &res, r->reply.user_set ? r->reply.user : "",
 		    r->reply.pass_set ? r->reply.pass : "", "");
 		return;
 	case AUTH_STATUS_FAIL:
 		auth_fail_count(r, st);
-		auth_reply(r, &res, "", "", r->reply.status);
+		if (auth_fail_delay(r, &res) == 0)
+			auth_reply(r, &res, "", "", r->reply.status);
 		return;
 	default:
 		auth_unavailable(r, "auth service %s: %s", r->service,
 		    r->reply.error);
 		return;
 	}
+}
+
+/*
+ * auth_fail_delay: a refusal the service gave without Auth-Wait is
+ * answered a little later, as Dovecot does, so that guessing passwords
+ * is slow.  With Auth-Wait the worker waits itself.  1: held.
+ */
+static int
+auth_fail_delay(struct auth_req *r, struct auth_result *res)
+{
+	struct server_conf	*srv;
+	struct timeval		 tv;
+
+	if (res->wait != 0 || conf == NULL ||
+	    (srv = config_server_byid(conf, r->hdr.server_id)) == NULL ||
+	    srv->auth_fail_delay_ms == 0)
+		return (0);
+	r->held = *res;
+	r->delayed = 1;
+	r->waiting = 1;
+	tv.tv_sec = srv->auth_fail_delay_ms / 1000;
+	tv.tv_usec = (srv->auth_fail_delay_ms % 1000) * 1000;
+	evtimer_add(&r->waitev, &tv);
+	return (1);
 }
 
 static void
@@ -1054,6 +1116,11 @@ auth_req_wait(int fd, short event, void *arg)
 	struct auth_result	 res;
 
 	r->waiting = 0;
+	if (r->delayed) {
+		res = r->held;
+		auth_reply(r, &res, "", "", r->reply.status);
+		return;
+	}
 	if (!r->limited) {
 		auth_req_issue(r);
 		return;

@@ -22,7 +22,8 @@
 
 #include "imaprelayd.h"
 
-#define DEFAULT_CAPS	"IMAP4 IMAP4rev1 UIDPLUS"
+/* learned from the backend (auth_caps.c); IMAP4 IMAP4rev1 UIDPLUS before */
+#define DEFAULT_CAPS	"auto"
 
 /* force a fixed array to be a C string */
 #define TERMINATE(a)	((a)[sizeof(a) - 1] = '\0')
@@ -116,6 +117,7 @@ config_server_new(struct config *conf)
 	srv->timeout_ms = 60 * 1000;
 	srv->proxy_timeout_ms = 24 * 3600 * 1000;
 	srv->auth_http_timeout_ms = 60 * 1000;
+	srv->auth_fail_delay_ms = 2 * 1000;	/* Dovecot's, about */
 	TAILQ_INIT(&srv->auth_headers);
 	srv->imap_auth = MECH_PLAIN;
 	strlcpy(srv->imap_capabilities, DEFAULT_CAPS,

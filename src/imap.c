@@ -61,6 +61,7 @@ static void	imap_drain(void);
 static void	imap_shutdown(void);
 static void	imap_shutdown_done(int, short, void *);
 static void	server_caps(struct imap_server *);
+static int	caps_learned(struct imsg *);
 static void	listeners_start(void);
 static void	listeners_pause(int);
 static void	listeners_stop(void);
@@ -285,6 +286,8 @@ imap_dispatch_auth(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_AUTH_CONN_VERDICT:
 		conn_verdict(imsg);
 		break;
+	case IMSG_AUTH_CAPS:
+		return (caps_learned(imsg));
 	default:
 		return (-1);
 	}
@@ -375,14 +378,18 @@ caps_add(char *caps, size_t len, const char *tok)
  * "starttls only" STARTTLS LOGINDISABLED instead of them (as nginx).
  */
 static void
-caps_build(struct server_conf *sc, int tls, char *caps, size_t len)
+caps_build(struct imap_server *srv, int tls, char *caps, size_t len)
 {
-	char	 tokens[CAPS_MAX_LEN], *p, *tok;
-	int	 only = !tls && sc->starttls == STARTTLS_ONLY;
+	struct server_conf	*sc = srv->conf;
+	char			 tokens[CAPS_MAX_LEN], *p, *tok;
+	const char		*base = sc->imap_capabilities;
+	int			 only = !tls && sc->starttls == STARTTLS_ONLY;
 
-	if (strlcpy(tokens, sc->imap_capabilities[0] != '\0' ?
-	    sc->imap_capabilities : IMAP_DEFAULT_CAPS, sizeof(tokens)) >=
-	    sizeof(tokens))
+	/* auto: the backend's list once learned, today's default before */
+	if (caps_auto(sc))
+		base = srv->learned[0] != '\0' ? srv->learned :
+		    IMAP_DEFAULT_CAPS;
+	if (strlcpy(tokens, base, sizeof(tokens)) >= sizeof(tokens))
 		fatalx("%s: capabilities too long", __func__);
 	caps[0] = '\0';
 	for (p = tokens; (tok = strsep(&p, " \t")) != NULL; )
@@ -408,8 +415,31 @@ caps_build(struct server_conf *sc, int tls, char *caps, size_t len)
 static void
 server_caps(struct imap_server *srv)
 {
-	caps_build(srv->conf, 0, srv->caps, sizeof(srv->caps));
-	caps_build(srv->conf, 1, srv->caps_tls, sizeof(srv->caps_tls));
+	caps_build(srv, 0, srv->caps, sizeof(srv->caps));
+	caps_build(srv, 1, srv->caps_tls, sizeof(srv->caps_tls));
+}
+
+/* imap_capabilities auto: the auth process learned a backend's list */
+static int
+caps_learned(struct imsg *imsg)
+{
+	struct auth_caps	 ac;
+	struct imap_server	*srv;
+	const char		*tok;
+	size_t			 n;
+
+	if (imsg_get_data(imsg, &ac, sizeof(ac)) == -1 ||
+	    memchr(ac.caps, '\0', sizeof(ac.caps)) == NULL)
+		return (-1);
+	for (tok = ac.caps; *tok != '\0'; tok += n + (tok[n] == ' '))
+		if (!caps_atom(tok, n = strcspn(tok, " ")))
+			return (-1);
+	TAILQ_FOREACH(srv, &imap_servers, entry)
+		if (srv->conf->id == ac.server_id && caps_auto(srv->conf)) {
+			strlcpy(srv->learned, ac.caps, sizeof(srv->learned));
+			server_caps(srv);
+		}
+	return (0);
 }
 
 /*

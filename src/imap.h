@@ -84,6 +84,7 @@ struct imap_server {
 	struct server_conf		*conf;
 	char				 caps[CAPS_MAX_LEN + 64];
 	char				 caps_tls[CAPS_MAX_LEN + 64];
+	char				 learned[CAPS_MAX_LEN];	/* auto */
 	struct tls			*tls;	/* NULL: no TLS set up */
 };
 

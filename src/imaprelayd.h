@@ -198,6 +198,8 @@ struct server_conf {
 	unsigned int			 limit_auth_fail;	/* failures */
 	unsigned int			 limit_auth_fail_window_ms;
 	unsigned int			 limit_auth_fail_delay_ms;
+	/* a refused login is answered after it (auth.c); 0: at once */
+	unsigned int			 auth_fail_delay_ms;	/* 2s */
 };
 TAILQ_HEAD(server_list, server_conf);
 
@@ -270,6 +272,7 @@ enum imsg_type {
 	IMSG_AUTH_CONN_OPEN,	/* imap -> auth: struct auth_conn */
 	IMSG_AUTH_CONN_VERDICT,	/* auth -> imap: struct auth_conn_verdict */
 	IMSG_AUTH_CONN_CLOSE,	/* imap -> auth: uint32_t session number */
+	IMSG_AUTH_CAPS,		/* auth -> imap: struct auth_caps */
 };
 
 /* IMSG_CFG_TLS_*: one piece of a PEM file, followed by its bytes */
@@ -386,6 +389,15 @@ struct auth_conn_verdict {
 	uint32_t	 admit;		/* 0: too many from that address */
 };
 
+/*
+ * imap_capabilities auto: what a server's backend advertises before
+ * login, less what the proxy does itself (auth_caps.c).
+ */
+struct auth_caps {
+	uint32_t	 server_id;
+	char		 caps[CAPS_MAX_LEN];	/* atoms, one space apart */
+};
+
 /* a channel to a peer process, driven by libevent (proc.c) */
 struct imsgev;
 struct proc_peer {
@@ -475,6 +487,14 @@ int		 ptls_check(struct config *);
 /* auth.c */
 __attribute__((noreturn)) void auth_main(int, int, const char *,
 		    char *const *);
+
+/* auth_caps.c: imap_capabilities auto, in the auth process */
+int		 caps_auto(const struct server_conf *);
+int		 caps_atom(const char *, size_t);
+void		 caps_init(struct config *, void (*)(struct auth_caps *));
+void		 caps_backend(struct server_conf *, const struct host_addrs *,
+		    int);
+void		 caps_send_known(void (*)(void *, struct auth_caps *), void *);
 
 /* imap.c */
 __attribute__((noreturn)) void imap_main(int, int, const char *);

@@ -104,7 +104,8 @@ enum slot {
 	S_FLAG,		/* int: on | off */
 	S_ENUM,		/* int: one of .vals */
 	S_NUMBER,	/* int within [.lo, .hi], or a keyword of .vals */
-	S_TIME,		/* unsigned int: milliseconds, above 0 */
+	S_TIME,		/* unsigned int: milliseconds, above 0, or
+			   within [.lo, .hi] when .hi is set */
 	S_SIZE,		/* size_t: bytes, at least .lo */
 	S_STRING,	/* char[]: not empty; D_WORD: printable, no space */
 	S_PATH,		/* char[]: a file, relative to the file naming it */
@@ -340,6 +341,8 @@ static const struct directive directives[] = {
 	/* limits the proxy keeps by itself (beyond nginx) */
 	{ "limit_conn_per_ip",	C_MS,	1, 1,	0,
 	    SRV(S_NUMBER, limit_conn_per_ip), .lo = 0, .hi = 1000000 },
+	{ "auth_fail_delay",	C_MS,	1, 1,	0,
+	    SRV(S_TIME, auth_fail_delay_ms), .lo = 0, .hi = 60 * 1000 },
 	{ "limit_auth_fail",	C_MS,	1, 3,	0,
 	    SPAN(S_SPECIAL, limit_auth_fail, limit_auth_fail_delay_ms),
 	    .set = set_limit_auth_fail },
@@ -1324,7 +1327,8 @@ set_slot(struct parser *p, const struct directive *d, void *base,
 	case S_NUMBER:
 		return (slot_number(p, d, field, argv));
 	case S_TIME:
-		if (parse_time(argv[1], &ms) == -1 || ms == 0)
+		if (parse_time(argv[1], &ms) == -1 || (d->hi == 0 && ms == 0) ||
+		    (d->hi != 0 && (ms < d->lo || ms > d->hi)))
 			return (badvalue(p, argv, argv[1]));
 		if (d->size == sizeof(ms))
 			memcpy(field, &ms, sizeof(ms));

@@ -688,10 +688,39 @@ proxy_logged_out(struct session *s)
 	    (last[3] == ' ' || last[3] == '\r' || last[3] == '\n'));
 }
 
+/*
+ * The RFC 5530 code of a refusal ("NO [LIMIT] ..."), to be relayed: it
+ * tells the client whether to retry, and when.  NULL: none we know.
+ */
+static const char *
+login_code(const char *st, size_t len)
+{
+	static const char	*codes[] = { "UNAVAILABLE", "AUTHENTICATIONFAILED",
+				    "AUTHORIZATIONFAILED", "EXPIRED",
+				    "PRIVACYREQUIRED", "CONTACTADMIN", "NOPERM",
+				    "INUSE", "EXPUNGEISSUED", "CORRUPTION",
+				    "SERVERBUG", "CLIENTBUG", "CANNOT", "LIMIT",
+				    "OVERQUOTA", "ALREADYEXISTS", "NONEXISTENT",
+				    NULL };
+	const char		*p, *end = st + len;
+	size_t			 n;
+	int			 i;
+
+	if ((p = memchr(st, ' ', len)) == NULL || end - p < 3 || p[1] != '[')
+		return (NULL);
+	p += 2;
+	n = strcspn(p, " ]\r\n");
+	for (i = 0; codes[i] != NULL; i++)
+		if (n == strlen(codes[i]) && strncasecmp(p, codes[i], n) == 0)
+			return (codes[i]);
+	return (NULL);
+}
+
 static int
 login_rejected(struct session *s, const char *line, size_t len)
 {
-	char	 user[128];
+	char		 user[128], reply[512];
+	const char	*st = line + strlen(s->tag) + 1, *code;
 
 	if (!s->conf->auth_http_set) {
 		/* a static backend judges passwords: the client may retry */
@@ -701,14 +730,19 @@ login_rejected(struct session *s, const char *line, size_t len)
 		proxy_close_backend(s);
 		return (session_resume(s));
 	}
-	log_warnx("backend %s rejected the login client=%s user=%s",
-	    s->backend, s->client, log_safe(user, sizeof(user), s->user,
-	    s->user ? strlen(s->user) : 0));
+	/* the backend's own words, for the log only */
+	snprintf(reply, sizeof(reply), "%.*s", linelen(st, len -
+	    (st - line)), st);
+	log_warnx("backend %s rejected the login client=%s user=%s "
+	    "reply=\"%s\"", s->backend, s->client, log_safe(user,
+	    sizeof(user), s->user, s->user ? strlen(s->user) : 0),
+	    log_quoted(reply, sizeof(reply), reply));
+	code = login_code(st, len - (st - line));
 	if (s->conf->proxy_pass_error_message)
 		client_send(s, line, len);
 	else
-		client_reply(s, "%s NO [UNAVAILABLE] backend rejected the login",
-		    s->tag);
+		client_reply(s, "%s NO [%s] backend rejected the login",
+		    s->tag, code != NULL ? code : "UNAVAILABLE");
 	return (session_finish(s, "backend rejected login"));
 }
 

@@ -62,6 +62,21 @@ def _block(lines, indent, directives):
             lines.append("%s%s %s;" % (pad, name, _value(v)))
 
 
+# mail{} directives of every test's configuration unless a test names
+# them (None: the daemon's own default): the greeting's capabilities do
+# not depend on what the backend advertises (imap_capabilities auto),
+# and a refused login is answered at once, not after 2s
+HARNESS_MAIL = [("imap_capabilities", ("IMAP4", "IMAP4rev1", "UIDPLUS")),
+                ("auth_fail_delay", 0)]
+
+
+def _with_defaults(directives, defaults):
+    items = list(directives.items() if isinstance(directives, dict)
+                 else directives or [])
+    named = {i[0] for i in items if not isinstance(i, str)}
+    return [d for d in defaults if d[0] not in named] + items
+
+
 def make_config(port, auth_url=None, isolation="connection",
                 worker_processes=1, worker_connections=512, top=None,
                 mail=None, server=None, servers=None):
@@ -78,7 +93,7 @@ def make_config(port, auth_url=None, isolation="connection",
     _block(lines, 1, {"worker_connections": worker_connections})
     lines.append("}")
     lines.append("mail {")
-    _block(lines, 1, mail or {})
+    _block(lines, 1, _with_defaults(mail, HARNESS_MAIL))
     s = {"listen": "127.0.0.1:%d" % port, "protocol": "imap"}
     if auth_url:
         s["auth_http"] = auth_url

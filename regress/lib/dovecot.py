@@ -8,7 +8,9 @@ The instance listens on 127.0.0.1 on a free port (plaintext, STARTTLS
 offered, plaintext LOGIN allowed), on a second port with implicit TLS
 (tls_port) and, when 127.0.0.2 is usable, on 127.0.0.2:tls_port with
 implicit TLS that asks for a client certificate and logs it
-(cert_port), with a
+(cert_port), and on 127.0.0.3:limit_port in plaintext with
+mail_max_userip_connections = 1 there, so that a second login of a user
+gets Dovecot's "NO [LIMIT]" (limit_port), with a
 passwd-file of test users and maildirs under its temporary directory.
 Its PKI, made with openssl in pki/ of that directory: ca.crt (the CA),
 backend.crt for IP 127.0.0.1 and DNS backend.test, client.crt/.key (a
@@ -41,6 +43,9 @@ USERS = {
     # auth_http: space, double quote, backslash
     "carol": 's p"a\\ce',
     "demo": "demo",
+    # logs in only through limit_port, where Dovecot allows one session
+    # per user and address: no other test may hold one of hers
+    "dora": "dora-pw",
 }
 LOAD_USERS = 200
 
@@ -74,11 +79,12 @@ def find_dovecot():
 
 class Dovecot:
     def __init__(self, port, tmpdir, users, pid=None, owned=False,
-                 tls_port=None, cert_port=None):
+                 tls_port=None, cert_port=None, limit_port=None):
         self.host = "127.0.0.1"
         self.port = port
         self.tls_port = tls_port
         self.cert_port = cert_port
+        self.limit_port = limit_port
         self.tmpdir = tmpdir
         self.users = users
         self.pid = pid
@@ -92,13 +98,15 @@ class Dovecot:
     def to_env(self):
         return json.dumps({"port": self.port, "tmpdir": self.tmpdir,
                            "pid": self.pid, "tls_port": self.tls_port,
-                           "cert_port": self.cert_port})
+                           "cert_port": self.cert_port,
+                           "limit_port": self.limit_port})
 
     @classmethod
     def from_env(cls, value):
         d = json.loads(value)
         return cls(d["port"], d["tmpdir"], all_users(), pid=d.get("pid"),
-                   tls_port=d.get("tls_port"), cert_port=d.get("cert_port"))
+                   tls_port=d.get("tls_port"), cert_port=d.get("cert_port"),
+                   limit_port=d.get("limit_port"))
 
     def pki(self, name):
         """A file of the backend's PKI (see the module's comment)."""
@@ -205,7 +213,7 @@ local 127.0.0.2 {{
 
 
 def _config(tmp, port, uid, gid, login_user, internal_user, rootless,
-            tls_port=0, cert_port=0):
+            tls_port=0, cert_port=0, limit_port=0):
     # chroot of the login processes needs root; rootless runs them as
     # ourselves, unchrooted
     chroot = "  chroot =\n" if rootless else ""
@@ -259,6 +267,7 @@ service imap-login {{
 {"    ssl = yes" if tls_port else ""}
   }}
 {cert_listener(cert_port)}
+{limit_listener(limit_port)}
   # one process, many clients: 200 parallel logins need no forks
   service_count = 0
   process_min_avail = 2
@@ -285,6 +294,27 @@ service imap-urlauth-login {{
     port = 0
   }}
 {chroot}}}
+"""
+
+
+def limit_listener(limit_port):
+    if not limit_port:
+        return ""
+    return f"""  inet_listener imap-limit {{
+    address = 127.0.0.3
+    port = {limit_port}
+  }}"""
+
+
+def limit_config(limit_port):
+    if not limit_port:
+        return ""
+    return """
+local 127.0.0.3 {
+  protocol imap {
+    mail_max_userip_connections = 1
+  }
+}
 """
 
 
@@ -331,7 +361,9 @@ def start(tmpdir=None, timeout=20):
                                   "set TMPDIR elsewhere" % p)
             p = os.path.dirname(p)
     port = util.free_port()
-    tls_port = cert_port = 0
+    tls_port = cert_port = limit_port = 0
+    if _loopback2():
+        limit_port = util.free_port("127.0.0.3")
     if shutil.which("openssl") is not None:
         _make_pki(tmp)
         tls_port = util.free_port()
@@ -342,13 +374,15 @@ def start(tmpdir=None, timeout=20):
     conf = os.path.join(tmp, "dovecot.conf")
     with open(conf, "w") as f:
         f.write(_config(tmp, port, uid, gid, login_user, internal_user,
-                        rootless, tls_port, cert_port))
+                        rootless, tls_port, cert_port, limit_port) +
+                limit_config(limit_port))
     logf = open(os.path.join(tmp, "dovecot.stderr"), "wb")
     proc = subprocess.Popen([binary, "-F", "-c", conf], stdin=subprocess.DEVNULL,
                             stdout=logf, stderr=subprocess.STDOUT)
     logf.close()
     dv = Dovecot(port, tmp, users, pid=proc.pid, owned=True,
-                 tls_port=tls_port or None, cert_port=cert_port or None)
+                 tls_port=tls_port or None, cert_port=cert_port or None,
+                 limit_port=limit_port or None)
     dv.proc = proc
     deadline = time.monotonic() + timeout
     while True:
