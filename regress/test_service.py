@@ -229,3 +229,54 @@ class ConfigCheck(unittest.TestCase):
         self.assertEqual(code, 1, out)
         self.assertRegex(out, r'%s:\d+: user "no_such_user_xyz" does not '
                          r'exist' % re.escape(path))
+
+
+class OpenFiles(unittest.TestCase):
+    """The open files limit a configuration needs at its cap: raised as
+    far as the hard limit allows, and said when that is not enough."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="nofile-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def run_with(self, soft, hard, **kw):
+        import resource
+        import signal
+        import time
+        path = os.path.join(self.tmp, "n.conf")
+        with open(path, "w") as f:
+            f.write(daemonlib.make_config(util.free_port(), server={
+                "proxy_pass": "127.0.0.1:143"}, **kw))
+        log = os.path.join(self.tmp, "n.log")
+
+        def limits():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with open(log, "wb") as out:
+            p = subprocess.Popen([daemonlib.binary(), "-d", "-f", path],
+                                 stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT,
+                                 preexec_fn=limits)
+        try:
+            util.wait_until(lambda: "startup" in open(log).read(), 15,
+                            what="startup")
+            with open("/proc/%d/limits" % p.pid) as f:
+                m = re.search(r"Max open files\s+(\d+)", f.read())
+            return int(m.group(1)), open(log).read()
+        finally:
+            p.send_signal(signal.SIGQUIT)
+            p.wait(15)
+            time.sleep(0)
+
+    def test_raised_to_what_the_cap_needs(self):
+        # shared: two per client of a worker, and some to spare
+        got, log = self.run_with(256, 8192, isolation="shared",
+                                 worker_connections=2000)
+        self.assertGreaterEqual(got, 2 * 2000)
+        self.assertNotIn("open files limit", log)
+
+    def test_said_when_the_hard_limit_is_too_low(self):
+        got, log = self.run_with(256, 512, isolation="shared",
+                                 worker_connections=2000)
+        self.assertEqual(got, 512)
+        self.assertRegex(log, r"open files limit 512 is below the 4064 a "
+                         r"process may need at the cap of \d+ clients")

@@ -15,6 +15,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -38,6 +39,7 @@
 #define SHUTDOWN_GRACE_SEC	10	/* SIGTERM default, shutdown_timeout */
 #define SHUTDOWN_KILL_SEC	5	/* workers told BYE: then SIGKILL */
 #define READY_WAIT_SEC		60	/* daemonize: the first process waits */
+#define NOFILE_SPARE		64	/* descriptors beside the clients' */
 #define RESPAWN_BACKOFF_SEC	1	/* a child that keeps dying */
 
 enum child_kind {
@@ -427,6 +429,36 @@ write_pidfile(struct config *conf)
 	fclose(fp);
 }
 
+/*
+ * What a process may need at the cap: the parent and the auth process
+ * hold a descriptor per worker (isolation connection: one per client),
+ * a shared worker two per client.  The soft limit is raised as far as
+ * the hard one allows (children inherit it); short of that, say so.
+ */
+static void
+nofile_check(struct generation *gen)
+{
+	struct rlimit	 rl;
+	rlim_t		 need;
+
+	if (gen->conf->isolation == ISOLATION_CONNECTION)
+		need = (rlim_t)gen->cap + NOFILE_SPARE;
+	else
+		need = 2 * (rlim_t)gen->conf->worker_connections + NOFILE_SPARE;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ?
+	    rl.rlim_max : need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= need)
+		return;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	log_warnx("open files limit %llu is below the %llu a process may need "
+	    "at the cap of %u clients: raise it (systemd LimitNOFILE=, "
+	    "ulimit -n, login.conf openfiles)",
+	    (unsigned long long)rl.rlim_cur, (unsigned long long)need,
+	    gen->cap);
+}
+
 static struct generation *
 generation_new(struct config *conf)
 {
@@ -438,6 +470,7 @@ generation_new(struct config *conf)
 	gen->conf = conf;
 	gen->nworkers = worker_count(conf);
 	gen->cap = (unsigned int)gen->nworkers * conf->worker_connections;
+	nofile_check(gen);
 	TAILQ_INSERT_TAIL(&generations, gen, entry);
 	return (gen);
 }
