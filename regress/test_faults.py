@@ -321,6 +321,20 @@ class Processes(DaemonTestCase):
             for pid in d.pids("auth") + d.pids("imap"):
                 self.assertNotEqual(procs[pid][2], "root", procs[pid])
 
+    def test_process_titles_connection_mode(self):
+        # the template forks the spares; it is no imap worker itself
+        d = self.start(top={"spare_workers": 2})
+        util.wait_until(lambda: len(d.pids("imap")) == 2, 10,
+                        what="two spares")
+        titles = sorted(p[3].strip() for p in d.children())
+        self.assertEqual(titles, ["imaprelayd: auth", "imaprelayd: imap",
+                                  "imaprelayd: imap",
+                                  "imaprelayd: template"])
+        if os.geteuid() == 0:
+            procs = {p[0]: p for p in d.children()}
+            for pid in d.pids("template") + d.pids("imap"):
+                self.assertNotEqual(procs[pid][2], "root", procs[pid])
+
     def test_sigterm_exits_zero(self):
         d = self.start()
         c = self.connect()

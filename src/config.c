@@ -42,6 +42,8 @@ config_new(void)
 	conf->worker_connections = 512;
 	conf->isolation = ISOLATION_CONNECTION;
 	conf->spare_workers = 4;
+	conf->template_max_forks = 1000;
+	conf->template_max_age_ms = 3600 * 1000;
 	conf->error_log[0] = '\0';	/* syslog */
 	conf->log_level = LOG_ERR;	/* nginx's default "error" */
 	conf->pid[0] = '\0';		/* no pid file */

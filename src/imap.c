@@ -68,6 +68,7 @@ static void	listeners_stop(void);
 static void	imap_accept_resume(int, short, void *);
 static void	imap_accept(int, short, void *);
 static void	imap_refuse(int);
+static int	conn_gone(int);
 static void	conn_send(struct session *, int);
 static void	conn_verdict(struct imsg *);
 static int	sni_listen_dup(struct listen_conf *);
@@ -175,8 +176,13 @@ imap_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 	return (0);
 }
 
-static void
-imap_configure(void)
+/*
+ * Servers, their TLS contexts and the listeners, from imap_conf; the
+ * keys then live in the TLS contexts only.  The template does this
+ * once for all the workers it forks.
+ */
+void
+imap_setup(void)
 {
 	struct server_conf	*sc;
 	struct listen_conf	*lc;
@@ -211,12 +217,40 @@ imap_configure(void)
 			fatalx("%s: listener %s without server, socket or TLS",
 			    __func__, lc->name);
 		set_nonblock(lc->fd);
+		/* armed by listeners_start(), in the worker only */
 		event_set(&l->ev, lc->fd, EV_READ | EV_PERSIST, imap_accept, l);
 		evtimer_set(&l->ev_pause, imap_accept_resume, l);
 		TAILQ_INSERT_TAIL(&listeners, l, entry);
 	}
+}
+
+/* an exec'd (shared) worker: configured, it serves */
+static void
+imap_configure(void)
+{
+	imap_setup();
 	imsgev_compose(&iev_parent, IMSG_CTL_READY, 0, -1, NULL, 0);
 	listeners_start();
+}
+
+/*
+ * A worker the template just forked (template.c has reset the event
+ * base).  It holds the template's configuration and TLS contexts and
+ * nothing else; its channel to the parent is fd.  It tightens its
+ * sandbox before a client can reach it, and accepts only as admitted:
+ * admit is what the parent said when it asked for the fork.
+ */
+void
+imap_forked(int fd, int admit)
+{
+	log_procinit("imap");
+	setproctitle("imap");
+	admission = admit;
+	proc_channel(&iev_parent, fd, &peer_parent, NULL);
+	sandbox_worker();
+	listeners_start();
+	event_dispatch();
+	fatalx("event loop ended");
 }
 
 /*
@@ -524,6 +558,11 @@ imap_accept(int fd, short event, void *arg)
 			log_warn("accept");
 		return;
 	}
+	/* a client that left while queued is none: no session, no worker */
+	if (conn_gone(cfd)) {
+		close(cfd);
+		return;
+	}
 	if (admission != ADMIT_SERVE ||
 	    (imap_conf->isolation == ISOLATION_SHARED &&
 	    imap_nsessions >= imap_conf->worker_connections)) {
@@ -538,6 +577,21 @@ imap_accept(int fd, short event, void *arg)
 		close(cfd);
 		session_gone();
 	}
+}
+
+/*
+ * The connection was closed or reset before we accepted it (a burst of
+ * connects dropped at once): nothing was read from it, nothing is kept.
+ */
+static int
+conn_gone(int fd)
+{
+	char	 b;
+	ssize_t	 n;
+
+	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return (n == 0 || (n == -1 && errno != EAGAIN &&
+	    errno != EWOULDBLOCK && errno != EINTR));
 }
 
 /* a fresh socket has room for one line: a failed write changes nothing */

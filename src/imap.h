@@ -202,6 +202,8 @@ extern struct session_list	 imap_sessions;
 extern struct imap_server_list	 imap_servers;
 extern unsigned int		 imap_nsessions;
 extern int			 imap_draining;
+void		 imap_setup(void);
+__attribute__((noreturn)) void imap_forked(int, int);
 void		 conn_admit_ask(struct session *);
 void		 conn_release(struct session *);
 #ifdef REGRESS_TRIGGERS

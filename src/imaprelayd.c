@@ -44,7 +44,8 @@
 
 enum child_kind {
 	CHILD_AUTH,
-	CHILD_IMAP
+	CHILD_IMAP,
+	CHILD_TEMPLATE		/* isolation connection: forks the workers */
 };
 
 struct generation;
@@ -64,6 +65,15 @@ struct child {
 	int			 draining;
 	int			 killed;	/* it misbehaved: SIGKILL sent */
 	const char		*why;		/* what was wrong with its imsg */
+	/* a worker forked by a template: that template, NULL once gone */
+	int			 forked;
+	struct child		*tpl;
+	/* a template */
+	unsigned int		 forking;	/* forks asked, not yet seen */
+	unsigned int		 forking_serve;	/* ... of them admitted */
+	unsigned int		 forks;		/* workers it forked */
+	int			 retiring;	/* a fresh one replaces it */
+	struct event		 ev_age;	/* template_max_age */
 };
 TAILQ_HEAD(child_list, child);
 
@@ -72,6 +82,8 @@ struct generation {
 	uint32_t		 id;
 	struct config		*conf;
 	struct child		*auth;
+	struct child		*tpl;		/* the template that forks */
+	struct child		*tpl_old;	/* it replaces this one */
 	int			 draining;
 	int			 nworkers;	/* shared mode target */
 	unsigned int		 cap;		/* concurrent clients */
@@ -96,6 +108,7 @@ static int		 shutting_down;
 static int		 started;	/* "startup" logged */
 static int		 ready_fd = -1;	/* daemonize: tells the first process */
 static int		 overloaded;
+static int		 subreaper;	/* orphaned workers come back to us */
 static uint32_t		 next_child_id = 1;
 static uint32_t		 next_gen_id = 1;
 static struct event	 ev_sigterm, ev_sigint, ev_sigquit, ev_sighup;
@@ -120,6 +133,21 @@ static int	 child_accepted(struct child *, struct imsg *);
 static int	 child_closed(struct child *, struct imsg *);
 static int	 child_worker_bad(struct child *, struct imsg *);
 static void	 child_kill(struct child *);
+static int	 parent_dispatch_template(struct imsgev *, struct imsg *);
+static int	 template_worker(struct child *, struct imsg *);
+static int	 template_exited(struct child *, struct imsg *);
+static void	 template_ready(struct child *);
+static void	 template_rotate(struct generation *, const char *);
+static void	 template_aged(int, short, void *);
+static void	 child_exited(struct child *, int);
+static struct child *child_find(pid_t);
+static void	 child_drain(struct child *);
+static int	 child_empty(struct child *, struct imsg *);
+static int	 generation_want(struct generation *);
+static int	 generation_spares(struct generation *);
+static int	 pending_serve(void);
+static int	 serve_room(void);
+static int	 spare_is_current(struct child *);
 static struct child *child_spawn(struct generation *, enum child_kind);
 static void	 child_give_auth_channel(struct child *, struct child *);
 static void	 generation_fill(struct generation *);
@@ -137,6 +165,8 @@ static const struct proc_peer parent_peers[] = {
 	[CHILD_AUTH] =	{ "auth process", parent_dispatch_auth, child_gone,
 			    child_bad, 1 },
 	[CHILD_IMAP] =	{ "imap worker", parent_dispatch_imap, child_gone,
+			    child_bad, 1 },
+	[CHILD_TEMPLATE] = { "template", parent_dispatch_template, child_gone,
 			    child_bad, 1 },
 };
 
@@ -534,7 +564,8 @@ child_exec(enum child_kind kind, int chan, struct config *conf)
 	 */
 	argv[argc++] = "imaprelayd";
 	argv[argc++] = "-P";
-	argv[argc++] = kind == CHILD_AUTH ? "auth" : "imap";
+	argv[argc++] = kind == CHILD_AUTH ? "auth" :
+	    kind == CHILD_TEMPLATE ? "template" : "imap";
 	argv[argc++] = "-u";
 	argv[argc++] = conf->user;
 	if (debug)
@@ -577,17 +608,19 @@ child_spawn(struct generation *gen, enum child_kind kind)
 	if (kind == CHILD_IMAP)
 		parent_admission();
 	/* the ticket keys first: the worker builds its TLS with them */
-	if (kind == CHILD_IMAP) {
+	if (kind != CHILD_AUTH) {
 		ticket_send(c, &ticket_keys[0]);
 		ticket_send(c, &ticket_keys[1]);
 	}
-	config_send(&c->iev, gen->conf, kind == CHILD_IMAP);
+	config_send(&c->iev, gen->conf, kind != CHILD_AUTH);
 	if (kind == CHILD_AUTH)
 		gen->auth = c;
-	else if (gen->auth != NULL)
+	else if (kind == CHILD_TEMPLATE) {
+		gen->tpl = c;
+		evtimer_set(&c->ev_age, template_aged, c);
+	} else if (gen->auth != NULL)
 		child_give_auth_channel(gen->auth, c);
-	log_debug("started %s pid %d", kind == CHILD_AUTH ? "auth" :
-	    "imap worker", (int)c->pid);
+	log_debug("started %s pid %d", parent_peers[kind].name, (int)c->pid);
 	return (c);
 }
 
@@ -618,6 +651,17 @@ generation_spares(struct generation *gen)
 	return (n);
 }
 
+/* idle workers a generation keeps: its spares, or its shared workers */
+static int
+generation_want(struct generation *gen)
+{
+	int	 want;
+
+	want = gen->conf->isolation == ISOLATION_CONNECTION ?
+	    (int)gen->conf->spare_workers : gen->nworkers;
+	return (want < 1 ? 1 : want);
+}
+
 /*
  * Bring a generation to strength: its auth process, and either the
  * spare per-connection workers or the shared workers.
@@ -626,19 +670,44 @@ static void
 generation_fill(struct generation *gen)
 {
 	struct config	*conf = gen->conf;
-	int		 want, have;
+	struct child	*tpl;
+	int		 want, have, admit;
 
 	if (shutting_down || gen->draining)
 		return;
 	if (gen->auth == NULL && child_spawn(gen, CHILD_AUTH) == NULL)
 		goto later;
-	want = conf->isolation == ISOLATION_CONNECTION ?
-	    (int)conf->spare_workers : gen->nworkers;
-	if (want < 1)
-		want = 1;
-	for (have = generation_spares(gen); have < want; have++)
-		if (child_spawn(gen, CHILD_IMAP) == NULL)
+	want = generation_want(gen);
+	if (conf->isolation == ISOLATION_SHARED) {
+		for (have = generation_spares(gen); have < want; have++)
+			if (child_spawn(gen, CHILD_IMAP) == NULL)
+				goto later;
+		return;
+	}
+	/* connection: spares forked by the template, once it is ready */
+	if (gen->tpl == NULL && child_spawn(gen, CHILD_TEMPLATE) == NULL)
+		goto later;
+	/* a fresh template forks once ready; the one it replaces till then */
+	tpl = gen->tpl->ready ? gen->tpl : gen->tpl_old;
+	if (tpl == NULL || !tpl->ready)
+		return;
+	have = generation_spares(gen) + (int)gen->tpl->forking;
+	if (gen->tpl_old != NULL)
+		have += gen->tpl_old->forking;
+	for (; have < want; have++) {
+		/*
+		 * Admitted at birth while there is room: the worker
+		 * accepts at once, one round trip sooner in a burst.
+		 */
+		admit = gen == current && serve_room() > 0 ? ADMIT_SERVE :
+		    ADMIT_PAUSE;
+		if (imsgev_compose(&tpl->iev, IMSG_TPL_FORK, 0, -1, &admit,
+		    sizeof(admit)) == -1)
 			goto later;
+		tpl->forking++;
+		if (admit == ADMIT_SERVE)
+			tpl->forking_serve++;
+	}
 	return;
  later:
 	if (!evtimer_pending(&ev_respawn, NULL)) {
@@ -723,6 +792,8 @@ parent_admission(void)
 		return;
 	room = (int)current->cap - active_sessions();
 	over = room <= 0;
+	/* workers being forked admitted hold their room already */
+	room -= pending_serve();
 	/* keep the admissions already given, as far as room allows */
 	TAILQ_FOREACH(c, &children, entry) {
 		if (!spare_is_current(c) || !c->admit_sent ||
@@ -749,6 +820,45 @@ parent_admission(void)
 	overloaded = over;
 }
 
+/*
+ * Room held by admissions the loops of parent_admission() do not see:
+ * forks of the current generation asked with ADMIT_SERVE, and spares
+ * admitted before they were drained (a rotated template's, an old
+ * generation's), which may still accept before they read the drain.
+ */
+static int
+pending_serve(void)
+{
+	struct child	*c;
+	int		 n = 0;
+
+	TAILQ_FOREACH(c, &children, entry) {
+		if (c->kind == CHILD_TEMPLATE && c->gen == current)
+			n += c->forking_serve;
+		else if (c->kind == CHILD_IMAP && !spare_is_current(c) &&
+		    !c->accepted && !c->killed && c->admit_sent &&
+		    c->admit == ADMIT_SERVE &&
+		    c->gen->conf->isolation == ISOLATION_CONNECTION)
+			n++;
+	}
+	return (n);
+}
+
+/* room under the cap that no admission holds yet */
+static int
+serve_room(void)
+{
+	struct child	*c;
+	int		 room;
+
+	room = (int)current->cap - active_sessions() - pending_serve();
+	TAILQ_FOREACH(c, &children, entry)
+		if (spare_is_current(c) && c->admit_sent &&
+		    c->admit == ADMIT_SERVE)
+			room--;
+	return (room);
+}
+
 static void
 parent_check_startup(void)
 {
@@ -758,6 +868,11 @@ parent_check_startup(void)
 		return;
 	TAILQ_FOREACH(c, &children, entry)
 		if (c->gen == current && !c->ready)
+			return;
+	/* connection mode: the template's first spares are there */
+	if (current->tpl == NULL || generation_spares(current) <
+	    generation_want(current))
+		if (current->conf->isolation == ISOLATION_CONNECTION)
 			return;
 	started = 1;
 	log_info("startup");
@@ -928,11 +1043,202 @@ child_kill(struct child *c)
 	parent_admission();
 }
 
-/* it is exiting; SIGCHLD does the rest */
+/*
+ * The template (isolation connection): it forks the workers we ask
+ * for and says how they end.  Nothing else; it is a child like any
+ * other and is killed for anything more.
+ */
+static int
+parent_dispatch_template(struct imsgev *iev, struct imsg *imsg)
+{
+	struct child	*c = iev->data;
+	int		 admit;
+
+	switch (imsg_get_type(imsg)) {
+	case IMSG_CTL_READY:
+		if (c->ready || child_ready(c, imsg) == -1) {
+			c->why = "a second ready";
+			return (-1);
+		}
+		template_ready(c);
+		break;
+	case IMSG_TPL_WORKER:
+		return (template_worker(c, imsg));
+	case IMSG_TPL_FORK_FAILED:
+		if (imsg_get_data(imsg, &admit, sizeof(admit)) == -1 ||
+		    c->forking == 0 || (admit == ADMIT_SERVE ?
+		    c->forking_serve == 0 : admit != ADMIT_PAUSE)) {
+			c->why = "a fork it was not asked for";
+			return (-1);
+		}
+		c->forking--;
+		if (admit == ADMIT_SERVE)
+			c->forking_serve--;
+		parent_admission();
+		log_warnx("template pid %d: fork failed", (int)c->pid);
+		if (!evtimer_pending(&ev_respawn, NULL)) {
+			struct timeval	 tv = { RESPAWN_BACKOFF_SEC, 0 };
+
+			evtimer_add(&ev_respawn, &tv);
+		}
+		break;
+	case IMSG_TPL_EXITED:
+		return (template_exited(c, imsg));
+	default:
+		c->why = "a message it may not send";
+		return (-1);
+	}
+	return (0);
+}
+
+/* a spare it forked: from now on a worker like an exec'd one */
+static int
+template_worker(struct child *tpl, struct imsg *imsg)
+{
+	struct tpl_worker	 w;
+	struct child		*c;
+	int			 fd;
+
+	fd = imsg_get_fd(imsg);
+	if (imsg_get_data(imsg, &w, sizeof(w)) == -1 || fd == -1 ||
+	    tpl->forking == 0 || w.pid <= 1 || child_find(w.pid) != NULL ||
+	    (w.admit == ADMIT_SERVE ? tpl->forking_serve == 0 :
+	    tpl->forking - tpl->forking_serve == 0 || w.admit != ADMIT_PAUSE)) {
+		if (fd != -1)
+			close(fd);
+		tpl->why = "a worker it was not asked for";
+		return (-1);
+	}
+	tpl->forking--;
+	if (w.admit == ADMIT_SERVE)
+		tpl->forking_serve--;
+	tpl->forks++;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		fatal("calloc");
+	c->kind = CHILD_IMAP;
+	c->gen = tpl->gen;
+	c->id = next_child_id++;
+	c->pid = w.pid;
+	c->forked = 1;
+	c->tpl = tpl;
+	c->ready = 1;		/* configured by birth */
+	c->admit = w.admit;	/* and admitted by its fork */
+	c->admit_sent = 1;
+	set_nonblock(fd);
+	proc_channel(&c->iev, fd, &parent_peers[CHILD_IMAP], c);
+	TAILQ_INSERT_TAIL(&children, c, entry);
+	log_debug("template pid %d: imap worker pid %d", (int)tpl->pid,
+	    (int)c->pid);
+	if (c->gen->auth != NULL)
+		child_give_auth_channel(c->gen->auth, c);
+	/* keys made since it was forked; those it has are ignored */
+	ticket_send(c, &ticket_keys[0]);
+	ticket_send(c, &ticket_keys[1]);
+	if (tpl->retiring || c->gen->draining || shutting_down)
+		child_drain(c);
+	else
+		parent_admission();
+	parent_check_startup();
+	if (tpl == c->gen->tpl && c->gen->conf->template_max_forks > 0 &&
+	    tpl->forks >= c->gen->conf->template_max_forks)
+		template_rotate(c->gen, "template_max_forks reached");
+	return (0);
+}
+
+/* one of its workers ended: as if we had reaped it ourselves */
+static int
+template_exited(struct child *tpl, struct imsg *imsg)
+{
+	struct tpl_exited	 e;
+	struct child		*c;
+
+	if (imsg_get_data(imsg, &e, sizeof(e)) == -1) {
+		tpl->why = "a malformed message";
+		return (-1);
+	}
+	if ((c = child_find(e.pid)) != NULL && c->tpl == tpl)
+		child_exited(c, e.status);
+	return (0);
+}
+
+/*
+ * A template is ready: the one it replaces goes, with the spares it
+ * forked (a client of theirs would get the old layout), and spares
+ * are forked from the new one.
+ */
+static void
+template_ready(struct child *tpl)
+{
+	struct generation	*gen = tpl->gen;
+	struct child		*old = gen->tpl_old, *w;
+	struct timeval		 tv;
+	unsigned int		 ms = gen->conf->template_max_age_ms;
+
+	if (gen->tpl == tpl && old != NULL) {
+		gen->tpl_old = NULL;
+		child_drain(old);
+		TAILQ_FOREACH(w, &children, entry)
+			if (w->tpl == old && !w->accepted)
+				child_drain(w);
+	}
+	if (ms > 0) {
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		evtimer_add(&tpl->ev_age, &tv);
+	}
+	generation_fill(gen);
+	parent_admission();
+}
+
+/* a fresh exec: a new address-space layout for the workers to come */
+static void
+template_rotate(struct generation *gen, const char *why)
+{
+	struct child	*old = gen->tpl;
+
+	if (old == NULL || gen->tpl_old != NULL || gen != current ||
+	    gen->draining || shutting_down)
+		return;
+	log_info("template pid %d: %s after %u workers, starting a fresh one",
+	    (int)old->pid, why, old->forks);
+	old->retiring = 1;
+	gen->tpl_old = old;
+	gen->tpl = NULL;
+	if (child_spawn(gen, CHILD_TEMPLATE) == NULL) {
+		gen->tpl = old;
+		gen->tpl_old = NULL;
+		old->retiring = 0;
+	}
+}
+
+static void
+template_aged(int fd, short event, void *arg)
+{
+	struct child	*tpl = arg;
+	struct timeval	 tv = { 60, 0 };
+
+	/* nothing forked from it yet: no layout given away */
+	if (tpl->forks == 0) {
+		evtimer_add(&tpl->ev_age, &tv);
+		return;
+	}
+	template_rotate(tpl->gen, "template_max_age reached");
+}
+
+/*
+ * It is exiting; SIGCHLD does the rest.  A worker whose template died
+ * is no child of ours unless we are a subreaper: then its channel is
+ * all we hear of its end.
+ */
 static void
 child_gone(struct imsgev *iev)
 {
+	struct child	*c = iev->data;
+
 	event_del(&iev->ev);
+	if (c->kind == CHILD_IMAP && c->forked && c->tpl == NULL &&
+	    !subreaper)
+		child_exited(c, 0);
 }
 
 static struct child *
@@ -973,8 +1279,8 @@ static void
 child_exited(struct child *c, int status)
 {
 	struct generation	*gen = c->gen;
-	const char		*what = c->kind == CHILD_AUTH ? "auth process" :
-				    "imap worker";
+	const char		*what = parent_peers[c->kind].name;
+	struct child		*w;
 	int			 abnormal;
 
 	abnormal = WIFSIGNALED(status) || (WIFEXITED(status) &&
@@ -996,6 +1302,17 @@ child_exited(struct child *c, int status)
 	TAILQ_REMOVE(&children, c, entry);
 	if (c->iev.ibuf.fd != -1)
 		imsgev_clear(&c->iev);
+	if (c->kind == CHILD_TEMPLATE) {
+		evtimer_del(&c->ev_age);
+		/* its workers live on; their exits now reach us directly */
+		TAILQ_FOREACH(w, &children, entry)
+			if (w->tpl == c)
+				w->tpl = NULL;
+		if (gen->tpl == c)
+			gen->tpl = NULL;
+		if (gen->tpl_old == c)
+			gen->tpl_old = NULL;
+	}
 	free(c);
 
 	if (gen->auth == c)
@@ -1102,7 +1419,7 @@ ticket_rotate(int fd, short event, void *arg)
 
 	ticket_new();
 	TAILQ_FOREACH(c, &children, entry)
-		if (c->kind == CHILD_IMAP)
+		if (c->kind != CHILD_AUTH)
 			ticket_send(c, &ticket_keys[1]);
 	log_debug("new session ticket key %u", ticket_keys[1].keyrev);
 	ticket_arm();
@@ -1144,8 +1461,7 @@ parent_shutdown_kill(int fd, short event, void *arg)
 
 	TAILQ_FOREACH(c, &children, entry) {
 		log_warnx("%s pid %d still running, killed",
-		    c->kind == CHILD_AUTH ? "auth process" : "imap worker",
-		    (int)c->pid);
+		    parent_peers[c->kind].name, (int)c->pid);
 		kill(c->pid, SIGKILL);
 	}
 }
@@ -1289,6 +1605,8 @@ child_main(const char *proc, const char *user, int logfd)
 		auth_main(debug, verbose, user, unix_paths);
 	if (strcmp(proc, "imap") == 0)
 		imap_main(debug, verbose, user);
+	if (strcmp(proc, "template") == 0)
+		template_main(debug, verbose, user);
 	fatalx("unknown process %s", proc);
 }
 
@@ -1364,6 +1682,8 @@ main(int argc, char *argv[])
 		daemonize();
 	setproctitle("parent");
 	write_pidfile(conf);
+	/* workers of a template that died are still ours to reap */
+	subreaper = proc_subreaper() == 0;
 
 	event_init();
 	signal_set(&ev_sigterm, SIGTERM, parent_sig_handler, NULL);

@@ -227,6 +227,9 @@ struct config {
 	unsigned int		 worker_connections;	/* 512 */
 	enum isolation		 isolation;
 	unsigned int		 spare_workers;	/* preforked idle workers (4) */
+	/* isolation connection: a fresh template after so many forks or ms */
+	unsigned int		 template_max_forks;	/* 1000, 0: no limit */
+	unsigned int		 template_max_age_ms;	/* 1h, 0: no limit */
 	unsigned int		 shutdown_timeout_ms;	/* SIGTERM grace, 0: 10s */
 	char			 error_log[PATH_MAX];	/* "" = syslog */
 	int			 log_level;	/* LOG_ERR .. LOG_DEBUG */
@@ -265,6 +268,20 @@ enum imsg_type {
 	IMSG_CTL_CLOSED,	/* imap: a client session ended */
 	IMSG_CTL_WORKER_BAD,	/* auth: uint32_t worker id; that worker sent
 				   nonsense, its channel was dropped */
+	/*
+	 * parent <-> template (isolation connection).  The template gets
+	 * the imap configuration (IMSG_CFG_*, listeners and TLS included),
+	 * the ticket keys, DRAIN (it exits: its workers live on) and
+	 * VERBOSE, and answers READY once its TLS contexts are built.
+	 */
+	IMSG_TPL_FORK,		/* parent -> template: int, enum admission:
+				   fork one spare worker, admitted so */
+	IMSG_TPL_WORKER,	/* template -> parent: struct tpl_worker + fd,
+				   the new worker's channel to the parent */
+	IMSG_TPL_FORK_FAILED,	/* template -> parent: int, the admission of
+				   a fork asked for that failed */
+	IMSG_TPL_EXITED,	/* template -> parent: struct tpl_exited, one
+				   of its workers ended */
 	/* imap <-> auth, over the channel the parent created */
 	IMSG_AUTH_REQUEST,	/* imap -> auth: struct auth_request + tail */
 	IMSG_AUTH_CANCEL,	/* imap -> auth: uint32_t request id */
@@ -304,6 +321,17 @@ enum admission {
 	ADMIT_SERVE = 0,	/* accept and serve */
 	ADMIT_REFUSE,		/* at the cap: accept, answer BYE, close */
 	ADMIT_PAUSE,		/* others hold the room left: do not accept */
+};
+
+/* IMSG_TPL_WORKER and IMSG_TPL_EXITED */
+struct tpl_worker {
+	int32_t		 pid;
+	int32_t		 admit;		/* as asked in IMSG_TPL_FORK */
+};
+
+struct tpl_exited {
+	int32_t		 pid;
+	int32_t		 status;	/* as waitpid(2) has it */
 };
 
 /* how the client authenticated, as sent in Auth-Method */
@@ -463,6 +491,7 @@ void		 imsgev_clear(struct imsgev *);
 int		 imsgev_compose(struct imsgev *, uint32_t, uint32_t, int,
 		    const void *, size_t);
 pid_t		 proc_exec(const char *, char *const [], int, int);
+int		 proc_subreaper(void);
 /* resolve user, chroot (when root and asked), setproctitle, drop ids */
 void		 proc_privdrop(const char *, const char *, int);
 
@@ -475,6 +504,8 @@ uint64_t	 now_ms(void);	/* monotonic clock, milliseconds */
 void		 sandbox_parent(void);
 void		 sandbox_auth(char *const *);	/* auth_http unix: paths */
 void		 sandbox_imap(void);
+void		 sandbox_template(void);
+void		 sandbox_worker(void);	/* a worker forked by the template */
 #ifdef REGRESS_TRIGGERS
 int		 sandbox_regress_try(const char *, char *, size_t);
 #endif
@@ -498,5 +529,8 @@ void		 caps_send_known(void (*)(void *, struct auth_caps *), void *);
 
 /* imap.c */
 __attribute__((noreturn)) void imap_main(int, int, const char *);
+
+/* template.c */
+__attribute__((noreturn)) void template_main(int, int, const char *);
 
 #endif /* IMAPRELAYD_H */

@@ -278,6 +278,11 @@ static const struct directive directives[] = {
 	    GLB(S_NUMBER, spare_workers), .lo = 0, .hi = 1024 },
 	{ "shutdown_timeout",	C_MAIN,	1, 1,	D_GLOBAL,
 	    GLB(S_TIME, shutdown_timeout_ms) },
+	/* isolation connection: a fresh template, a fresh layout (ours) */
+	{ "template_max_forks",	C_MM,	1, 1,	D_GLOBAL,
+	    GLB(S_NUMBER, template_max_forks), .lo = 0, .hi = 100000000 },
+	{ "template_max_age",	C_MM,	1, 1,	D_GLOBAL,
+	    GLB(S_TIME, template_max_age_ms) },
 	{ "include",		C_ANY,	1, 1,	D_GLOBAL | D_MULTI,
 	    SPECIAL(set_include) },
 	/* nginx main directives that mean nothing here */

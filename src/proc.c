@@ -32,6 +32,11 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#if defined(__linux__)
+#include <sys/prctl.h>
+#elif defined(__FreeBSD__)
+#include <sys/procctl.h>
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -260,6 +265,25 @@ proc_exec(const char *path, char *const argv[], int chan, int logfd)
 	closefrom(logfd != -1 ? PROC_LOG_FD + 1 : PROC_PARENT_FD + 1);
 	execv(path, argv);
 	fatal("execv %s", path);
+}
+
+/*
+ * Become the reaper of our descendants: a worker whose template died
+ * is then reparented to us, not to init, and we see how it ends.  -1
+ * where the system has no such thing (OpenBSD); the parent then counts
+ * such a worker gone when its channel closes.
+ */
+int
+proc_subreaper(void)
+{
+#if defined(__linux__)
+	return (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0));
+#elif defined(__FreeBSD__)
+	return (procctl(P_PID, getpid(), PROC_REAP_ACQUIRE, NULL));
+#else
+	errno = ENOSYS;
+	return (-1);
+#endif
 }
 
 /*

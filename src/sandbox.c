@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -56,6 +57,25 @@ sandbox_imap(void)
 		fatal("pledge");
 }
 
+/*
+ * "proc" to fork workers, "sendfd" to hand their channels to the
+ * parent; "inet" only because a worker, which can only narrow its
+ * promises, accepts and connects to backends itself.
+ */
+void
+sandbox_template(void)
+{
+	if (pledge("stdio inet recvfd sendfd proc", NULL) == -1)
+		fatal("pledge");
+}
+
+/* a forked worker drops "proc" and "sendfd" before any client */
+void
+sandbox_worker(void)
+{
+	sandbox_imap();
+}
+
 #elif !defined(__linux__)
 
 static void
@@ -83,6 +103,17 @@ void
 sandbox_imap(void)
 {
 	sandbox_reduced("imap");
+}
+
+void
+sandbox_template(void)
+{
+	sandbox_reduced("template");
+}
+
+void
+sandbox_worker(void)
+{
 }
 
 #endif
@@ -134,6 +165,20 @@ regress_bind(void)
 	return (rv);
 }
 
+/* a forked imap worker may not fork again (Linux: SIGSYS) */
+static int
+regress_fork(void)
+{
+	pid_t	 pid;
+	int	 status;
+
+	if ((pid = fork()) == -1)
+		return (-1);
+	if (pid == 0)
+		_exit(0);
+	return (waitpid(pid, &status, 0) == -1 ? -1 : 0);
+}
+
 /* 0 and "<what> allowed", or -1 and "<what> refused: <why>" */
 int
 sandbox_regress_try(const char *what, char *buf, size_t len)
@@ -146,6 +191,8 @@ sandbox_regress_try(const char *what, char *buf, size_t len)
 		rv = regress_exec();
 	else if (strcmp(what, "bind") == 0)
 		rv = regress_bind();
+	else if (strcmp(what, "fork") == 0)
+		rv = regress_fork();
 	else {
 		snprintf(buf, len, "%s refused: unknown trigger", what);
 		return (-1);

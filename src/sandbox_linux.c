@@ -119,11 +119,14 @@ enum sc_what {
 	SC_ALLOW,
 	SC_FS,		/* reaches a path: Landlock refuses, else EACCES */
 	SC_BIND,	/* binds: Landlock refuses, else EACCES */
+	SC_ARG0,	/* allowed when its first argument is arg0, else EPERM */
+	SC_NOSYS,	/* ENOSYS: the caller falls back to an older call */
 };
 
 struct sc_rule {
 	int		 nr;
 	enum sc_what	 what;
+	uint32_t	 arg0;		/* SC_ARG0 */
 };
 
 /* a socket(2) domain and type (without SOCK_NONBLOCK/CLOEXEC) allowed */
@@ -137,7 +140,7 @@ struct sc_prog {
 	unsigned short		 len;
 };
 
-#define A(n)		{ __NR_##n, SC_ALLOW }
+#define A(n)		{ __NR_##n, SC_ALLOW, 0 }
 
 /*
  * What every child does after its setup: the libevent loop (epoll),
@@ -176,18 +179,37 @@ static const struct sc_rule sc_common[] = {
 #endif
 	A(exit), A(exit_group),
 	/* resources, not capabilities: refused with an error */
-	{ __NR_openat, SC_FS },
+	{ __NR_openat, SC_FS, 0 },
 #ifdef __NR_open
-	{ __NR_open, SC_FS },
+	{ __NR_open, SC_FS, 0 },
 #endif
-	{ __NR_bind, SC_BIND },
-	{ -1, SC_ALLOW }
+	{ __NR_bind, SC_BIND, 0 },
+	{ -1, SC_ALLOW, 0 }
 };
 
 /* the imap worker: clients come from accept4, backends from connect */
 static const struct sc_rule sc_imap[] = {
 	A(accept4), A(accept),
-	{ -1, SC_ALLOW }
+	{ -1, SC_ALLOW, 0 }
+};
+
+/*
+ * The template: what its workers will do (it cannot grant them more
+ * than it has), and forking them: clone (glibc's fork; clone3 gets
+ * ENOSYS), set_robust_list in the child, wait4 to reap, socketpair for
+ * each worker's channel, and in the child event_reinit's new epoll set
+ * and signal pipe (libevent asks getuid and friends whether it runs
+ * set-id before it reads its environment), and the prctl that installs
+ * the worker's own filter.
+ */
+static const struct sc_rule sc_template[] = {
+	A(accept4), A(accept),
+	A(clone), A(set_robust_list), A(wait4), A(epoll_create1), A(pipe2),
+	A(getuid), A(geteuid), A(getgid), A(getegid),
+	{ __NR_clone3, SC_NOSYS, 0 },
+	{ __NR_socketpair, SC_ARG0, AF_UNIX },
+	{ __NR_prctl, SC_ARG0, PR_SET_SECCOMP },
+	{ -1, SC_ALLOW, 0 }
 };
 
 /* TCP to clients and backends; a datagram unix socket for syslog */
@@ -209,7 +231,7 @@ static const struct sc_rule sc_auth[] = {
 #ifdef __NR_poll
 	A(poll),
 #endif
-	{ -1, SC_ALLOW }
+	{ -1, SC_ALLOW, 0 }
 };
 
 /* TCP and unix: (auth_http unix:/path), a datagram unix for syslog */
@@ -224,6 +246,7 @@ static const struct sc_sock sock_auth[] = {
 #undef A
 
 static const char	*sandbox_proc = "parent";
+static struct ll_state	 sandbox_ll;	/* what Landlock enforces for us */
 
 static void
 sc_emit(struct sc_prog *p, uint16_t code, uint32_t k, uint8_t jt, uint8_t jf)
@@ -259,6 +282,8 @@ sc_action(enum sc_what what, const struct ll_state *ll)
 		return (SECCOMP_RET_ALLOW);
 	case SC_FS:
 		return (ll->fs ? SECCOMP_RET_ALLOW : SC_ERRNO(EACCES));
+	case SC_NOSYS:
+		return (SC_ERRNO(ENOSYS));
 	case SC_BIND:
 	default:
 		return (ll->bind ? SECCOMP_RET_ALLOW : SC_ERRNO(EACCES));
@@ -270,6 +295,15 @@ static void
 sc_rules(struct sc_prog *p, const struct sc_rule *r, const struct ll_state *ll)
 {
 	for (; r->nr != -1; r++) {
+		if (r->what == SC_ARG0) {
+			/* the accumulator holds nr again only if not taken */
+			sc_emit(p, BPF_JMP | BPF_JEQ | BPF_K, r->nr, 0, 4);
+			sc_emit(p, BPF_LD | BPF_W | BPF_ABS, SC_ARG_LO(0), 0, 0);
+			sc_emit(p, BPF_JMP | BPF_JEQ | BPF_K, r->arg0, 0, 1);
+			sc_emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, 0, 0);
+			sc_emit(p, BPF_RET | BPF_K, SC_ERRNO(EPERM), 0, 0);
+			continue;
+		}
 		sc_emit(p, BPF_JMP | BPF_JEQ | BPF_K, r->nr, 0, 1);
 		sc_emit(p, BPF_RET | BPF_K, sc_action(r->what, ll), 0, 0);
 	}
@@ -470,6 +504,7 @@ sandbox_linux(const char *proc, const struct sc_rule *rules,
 #endif
 	ll_restrict(&ll);
 	sc_install(rules, socks, &ll);
+	sandbox_ll = ll;
 	log_debug("%s: sandbox: no_new_privs, landlock abi %d, seccomp %s",
 	    proc, ll.abi, SC_ARCH == 0 ? "none" : "filter");
 #ifdef SANDBOX_DEBUG
@@ -501,6 +536,28 @@ void
 sandbox_imap(void)
 {
 	sandbox_linux("imap", sc_imap, sock_imap);
+}
+
+void
+sandbox_template(void)
+{
+	sandbox_linux("template", sc_template, sock_imap);
+}
+
+/*
+ * A worker the template forked inherits its Landlock domain and filter;
+ * before any client it stacks the imap filter on top, which has no
+ * clone, wait4, socketpair, prctl or exec: filters stack, the stricter
+ * answer wins.
+ */
+void
+sandbox_worker(void)
+{
+	sandbox_proc = "imap";
+#ifdef SANITIZE_BUILD
+	return;
+#endif
+	sc_install(sc_imap, sock_imap, &sandbox_ll);
 }
 
 #endif /* __linux__ */

@@ -229,6 +229,13 @@ session_gone(void)
 		if (iev_auth != NULL)
 			imsgbuf_flush(&iev_auth->ibuf);
 		imsgbuf_flush(&iev_parent.ibuf);
+		/*
+		 * A worker forked by the template shares its pages: the
+		 * libraries' exit-time cleanup would copy each one it
+		 * frees (half of a short session's CPU time).
+		 */
+		if (imap_conf->isolation == ISOLATION_CONNECTION)
+			_exit(0);
 		exit(0);
 	}
 }

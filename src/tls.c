@@ -506,6 +506,13 @@ ctls_ticket_key(struct imsg *imsg)
 
 	if (imsg_get_data(imsg, &tk, sizeof(tk)) == -1)
 		fatal("IMSG_CTL_TICKET_KEY");
+	/* a forked worker is sent again what its template had */
+	for (i = 0; i < (size_t)ticket_nkeys; i++)
+		if (ticket_keys[i].keyrev == tk.keyrev) {
+			explicit_bzero(&tk, sizeof(tk));
+			explicit_bzero(imsg->data, imsg_get_len(imsg));
+			return;
+		}
 	if (ticket_nkeys == TICKET_KEYS_MAX) {
 		memmove(&ticket_keys[0], &ticket_keys[1],
 		    sizeof(ticket_keys) - sizeof(ticket_keys[0]));

@@ -16,7 +16,8 @@ STARTUP_TIMEOUT = 15
 STOP_TIMEOUT = 15
 DAEMON_USER = "_imaprelayd"
 
-TITLES = ("imaprelayd: parent", "imaprelayd: auth", "imaprelayd: imap")
+TITLES = ("imaprelayd: parent", "imaprelayd: auth", "imaprelayd: template",
+          "imaprelayd: imap")
 
 
 def binary():
@@ -201,7 +202,7 @@ class Daemon:
 
     def pids(self, title):
         """pids of our processes whose title is "imaprelayd: <title>"
-        (title: parent, auth or imap)."""
+        (title: parent, auth, template or imap)."""
         want = "imaprelayd: " + title
         procs = self.children()
         if self.proc:
