@@ -142,6 +142,7 @@ static void	 template_aged(int, short, void *);
 static void	 child_exited(struct child *, int);
 static struct child *child_find(pid_t);
 static void	 child_drain(struct child *);
+static void	 generation_drain_auth(struct generation *);
 static int	 child_empty(struct child *, struct imsg *);
 static int	 generation_want(struct generation *);
 static int	 generation_spares(struct generation *);
@@ -740,8 +741,29 @@ generation_drain(struct generation *gen)
 
 	gen->draining = 1;
 	TAILQ_FOREACH(c, &children, entry)
-		if (c->gen == gen)
+		if (c->gen == gen && c != gen->auth)
 			child_drain(c);
+	generation_drain_auth(gen);
+}
+
+/*
+ * A draining auth process exits once no worker has a channel to it.
+ * A worker its template forked before the drain may have a client
+ * already (admitted at birth) and still be on its way to us: the auth
+ * process is drained only once no such fork is outstanding.
+ */
+static void
+generation_drain_auth(struct generation *gen)
+{
+	struct child	*c;
+
+	if (!gen->draining || gen->auth == NULL)
+		return;
+	TAILQ_FOREACH(c, &children, entry)
+		if (c->kind == CHILD_TEMPLATE && c->gen == gen &&
+		    c->forking > 0)
+			return;
+	child_drain(gen->auth);
 }
 
 static int
@@ -1075,6 +1097,7 @@ parent_dispatch_template(struct imsgev *iev, struct imsg *imsg)
 		if (admit == ADMIT_SERVE)
 			c->forking_serve--;
 		parent_admission();
+		generation_drain_auth(c->gen);
 		log_warnx("template pid %d: fork failed", (int)c->pid);
 		if (!evtimer_pending(&ev_respawn, NULL)) {
 			struct timeval	 tv = { RESPAWN_BACKOFF_SEC, 0 };
@@ -1138,6 +1161,7 @@ template_worker(struct child *tpl, struct imsg *imsg)
 		child_drain(c);
 	else
 		parent_admission();
+	generation_drain_auth(c->gen);
 	parent_check_startup();
 	if (tpl == c->gen->tpl && c->gen->conf->template_max_forks > 0 &&
 	    tpl->forks >= c->gen->conf->template_max_forks)
@@ -1265,7 +1289,6 @@ auth_restart(struct generation *gen)
 		/* its workers may still have clients logging in */
 		if (child_spawn(gen, CHILD_AUTH) == NULL)
 			return;
-		child_drain(gen->auth);
 	} else if (child_spawn(gen, CHILD_AUTH) == NULL) {
 		generation_fill(gen);
 		return;
@@ -1273,6 +1296,8 @@ auth_restart(struct generation *gen)
 	TAILQ_FOREACH(c, &children, entry)
 		if (c->gen == gen && c->kind == CHILD_IMAP)
 			child_give_auth_channel(gen->auth, c);
+	/* after the channels: with none it would exit at once */
+	generation_drain_auth(gen);
 }
 
 static void
@@ -1282,6 +1307,7 @@ child_exited(struct child *c, int status)
 	const char		*what = parent_peers[c->kind].name;
 	struct child		*w;
 	int			 abnormal;
+	int			 was_tpl = c->kind == CHILD_TEMPLATE;
 
 	abnormal = WIFSIGNALED(status) || (WIFEXITED(status) &&
 	    WEXITSTATUS(status) != 0);
@@ -1314,6 +1340,8 @@ child_exited(struct child *c, int status)
 			gen->tpl_old = NULL;
 	}
 	free(c);
+	if (was_tpl)
+		generation_drain_auth(gen);
 
 	if (gen->auth == c)
 		auth_restart(gen);
