@@ -2,7 +2,9 @@
 proxy_timeout, half-close, bounded buffers and backpressure, and one
 "session end" log line per session.  Every test runs twice: one worker
 per connection (isolation connection) and shared workers (isolation
-shared, worker_processes 2).
+shared, worker_processes 2).  In plaintext both ways the relay splices
+through pipes (Linux); under TLS it goes through buffers: the tests of
+RelayChecks run for both, RelayTlsTests with an implicit TLS client.
 
 Memory is judged by the VmRSS of the imap worker that serves the
 connection, found through /proc (Linux only; skipped elsewhere).
@@ -17,9 +19,11 @@ import time
 import unittest
 import uuid
 
+from lib import daemon as daemonlib
 from lib import util
 from lib.case import DaemonTestCase
 from lib.imapclient import RawImap
+from test_tls import TlsCase
 
 MiB = 1024 * 1024
 
@@ -83,9 +87,8 @@ class SmallRcvbufImap(RawImap):
         self.transcript = []
 
 
-class RelayTests(DaemonTestCase):
-    ISOLATION = "connection"
-    WORKER_PROCESSES = 1
+class RelayChecks:
+    """What the relay tests share, whatever the transport."""
 
     def setUp(self):
         super().setUp()
@@ -208,32 +211,30 @@ class RelayTests(DaemonTestCase):
         self.assertEqual(kv["reason"], "proxy timeout")
         self.assertEqual(kv["user"], "alice")
 
-    # 2. half-close
+    # 3. backpressure after login (the test of each transport below)
 
-    def test_half_close_logout_still_answered(self):
-        d = self.start()
-        c = self.connect()
-        self.login(c)
-        c.send(b"x LOGOUT\r\n")
-        c.sock.shutdown(socket.SHUT_WR)
-        lines = c.read_until_tagged("x")
-        self.assertTrue(lines[0].startswith("* BYE"), lines)
-        self.assertTrue(lines[-1].startswith("x OK"), lines)
-        c.expect_closed(timeout=5)
-        kv = self.session_end(c.client_addr, d)
-        self.assertEqual(kv["user"], "alice")
-        self.assertGreaterEqual(int(kv["in"]), len(b"x LOGOUT\r\n"))
+    def _pipes(self, pid):
+        """How many pipe descriptors pid holds."""
+        n = 0
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith(
+                        "pipe:"):
+                    n += 1
+            except OSError:
+                pass
+        return n
 
-    # 3. backpressure after login
-
-    def test_backpressure_client_not_reading_fetch(self):
-        d = self.start()
-        c = self.connect(timeout=120)
-        self.login(c)
+    def _stalled_fetch(self, d, c, size=20 * MiB):
+        """A FETCH of a big message that c does not read: once everything
+        stands still, the worker's RSS has grown by less than 4 MB, it
+        has stopped reading the backend, and far less than the message
+        is on its way to c.  Then c reads it all, intact.  Returns the
+        number of pipes the worker held while it stood still."""
         c.cmd("s SELECT INBOX")
         lines = c.read_until_tagged("s")
         self.assertTrue(lines[-1].startswith("s OK"), lines)
-        msg = big_message(20 * MiB)
+        msg = big_message(size)
         uid = self._append(c, "p", msg)
         worker = self._worker_of(d, c)
         bports = local_ports_to(worker, self.dovecot.port)
@@ -246,6 +247,7 @@ class RelayTests(DaemonTestCase):
                  (d.port, c.local_port),          # the proxy's send queue
                  (bport, self.dovecot.port)]      # proxy <- backend
         peak, q = self._sample_until_still(worker, conns, rss0)
+        pipes = self._pipes(worker)
         self.assertLess(peak - rss0, 4 * 1024,
                         "worker RSS grew from %d to %d kB while the client "
                         "did not read" % (rss0, peak))
@@ -269,6 +271,127 @@ class RelayTests(DaemonTestCase):
         self._expunge(c, uid)
         c.cmd("z LOGOUT")
         c.read_until_tagged("z")
+        return pipes
+
+    # 6. byte counts of the session end line
+
+    def test_session_end_counts_bytes(self):
+        d = self.start()
+        c = self.connect()
+        received = {"n": 0}
+
+        def line(timeout=None):
+            s = c.readline_bytes(timeout)
+            received["n"] += len(s) + 2
+            return s.decode("latin-1")
+
+        def until(tag):
+            while True:
+                s = line(timeout=60)
+                if s.startswith(tag + " "):
+                    return s
+        c.cmd('a LOGIN alice "%s"' % self.password("alice"))
+        self.assertTrue(until("a").startswith("a OK"))
+        from_login = received["n"]      # the backend's login reply
+        received["n"] = 0
+        msg = big_message(256 * 1024)
+        n = len(msg)
+        sent = []
+
+        def send(data):
+            sent.append(len(data))
+            c.send(data)
+        send(b"b APPEND INBOX {%d}\r\n" % n)
+        self.assertTrue(line().startswith("+ "))
+        send(msg + b"\r\n")
+        tagged = until("b")
+        self.assertTrue(tagged.startswith("b OK"), tagged)
+        uid = int(re.search(r"\[APPENDUID \d+ (\d+)\]", tagged).group(1))
+        send(b"c SELECT INBOX\r\n")
+        until("c")
+        send(b"d UID FETCH %d BODY.PEEK[]\r\n" % uid)
+        s = line()
+        m = re.search(r"\{(\d+)\}$", s)
+        self.assertTrue(m, s)
+        self.assertEqual(int(m.group(1)), n)
+        self.assertEqual(self._read_literal(c, n), msg)
+        received["n"] += n
+        until("d")
+        send(b"e UID STORE %d +FLAGS.SILENT (\\Deleted)\r\n" % uid)
+        until("e")
+        send(b"f EXPUNGE\r\n")
+        until("f")
+        send(b"z LOGOUT\r\n")
+        until("z")
+        c.expect_closed(timeout=5)
+        kv = self.session_end(c.client_addr, d)
+        bin_, bout = int(kv["in"]), int(kv["out"])
+        self.assertGreaterEqual(bin_, n)
+        # every byte the client sent after its login reached the backend
+        self.assertEqual(bin_, sum(sent), kv)
+        # and every byte the backend sent reached the client: its login
+        # reply and all that followed
+        self.assertGreaterEqual(bout, received["n"])
+        self.assertEqual(bout, from_login + received["n"], kv)
+
+class RelayTests(RelayChecks, DaemonTestCase):
+    ISOLATION = "connection"
+    WORKER_PROCESSES = 1
+
+    def test_backpressure_client_not_reading_fetch(self):
+        d = self.start(args=["-v", "-v"])
+        c = self.connect(timeout=120)
+        # libevent's own pipe, before this session used any
+        pipes0 = self._pipes(self._worker_of(d, c))
+        self.login(c)
+        # plaintext both ways: the relay splices on Linux, and the bytes
+        # that wait for the client wait in a pipe, not in the worker
+        d.wait_for_log(r"login client=%s backend=\S+ relay=splice$"
+                       % re.escape(c.client_addr))
+        pipes = self._stalled_fetch(d, c)
+        self.assertGreater(pipes, pipes0, "no pipe in the worker while "
+                           "the FETCH waited for the client")
+        kv = self.session_end(c.client_addr, d)
+        self.assertGreater(int(kv["out"]), 20 * MiB)
+
+    def test_login_pipelined_commands_go_first(self):
+        # what the client sent after LOGIN in the same packet was read
+        # into a buffer before the relay began: it reaches the backend
+        # before anything spliced after it, in order
+        d = self.start(args=["-v", "-v"])
+        c = self.connect()
+        c.send(('a LOGIN alice "%s"\r\nb NOOP\r\nc SELECT INBOX\r\n'
+                % self.password("alice")).encode())
+        self.assertTrue(c.read_until_tagged("a")[-1].startswith("a OK"))
+        self.assertTrue(c.read_until_tagged("b")[-1].startswith("b OK"))
+        lines = c.read_until_tagged("c")
+        self.assertTrue(lines[-1].startswith("c OK [READ-WRITE]"), lines)
+        d.wait_for_log(r"login client=%s backend=\S+ relay=splice$"
+                       % re.escape(c.client_addr))
+        c.cmd("d NOOP")
+        self.assertTrue(c.read_until_tagged("d")[-1].startswith("d OK"))
+        c.cmd("z LOGOUT")
+        c.read_until_tagged("z")
+        c.expect_closed(timeout=5)
+        kv = self.session_end(c.client_addr, d)
+        self.assertEqual(int(kv["in"]), len(b"b NOOP\r\nc SELECT INBOX\r\n"
+                                            b"d NOOP\r\nz LOGOUT\r\n"))
+
+    # 2. half-close
+
+    def test_half_close_logout_still_answered(self):
+        d = self.start()
+        c = self.connect()
+        self.login(c)
+        c.send(b"x LOGOUT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        lines = c.read_until_tagged("x")
+        self.assertTrue(lines[0].startswith("* BYE"), lines)
+        self.assertTrue(lines[-1].startswith("x OK"), lines)
+        c.expect_closed(timeout=5)
+        kv = self.session_end(c.client_addr, d)
+        self.assertEqual(kv["user"], "alice")
+        self.assertGreaterEqual(int(kv["in"]), len(b"x LOGOUT\r\n"))
 
     # 4. backend closes
 
@@ -352,67 +475,6 @@ class RelayTests(DaemonTestCase):
     def test_client_resets_mid_session(self):
         self._client_closes(rst=True)
 
-    # 6. byte counts of the session end line
-
-    def test_session_end_counts_bytes(self):
-        d = self.start()
-        c = self.connect()
-        received = {"n": 0}
-
-        def line(timeout=None):
-            s = c.readline_bytes(timeout)
-            received["n"] += len(s) + 2
-            return s.decode("latin-1")
-
-        def until(tag):
-            while True:
-                s = line(timeout=60)
-                if s.startswith(tag + " "):
-                    return s
-        c.cmd('a LOGIN alice "%s"' % self.password("alice"))
-        self.assertTrue(until("a").startswith("a OK"))
-        from_login = received["n"]      # the backend's login reply
-        received["n"] = 0
-        msg = big_message(256 * 1024)
-        n = len(msg)
-        sent = []
-
-        def send(data):
-            sent.append(len(data))
-            c.send(data)
-        send(b"b APPEND INBOX {%d}\r\n" % n)
-        self.assertTrue(line().startswith("+ "))
-        send(msg + b"\r\n")
-        tagged = until("b")
-        self.assertTrue(tagged.startswith("b OK"), tagged)
-        uid = int(re.search(r"\[APPENDUID \d+ (\d+)\]", tagged).group(1))
-        send(b"c SELECT INBOX\r\n")
-        until("c")
-        send(b"d UID FETCH %d BODY.PEEK[]\r\n" % uid)
-        s = line()
-        m = re.search(r"\{(\d+)\}$", s)
-        self.assertTrue(m, s)
-        self.assertEqual(int(m.group(1)), n)
-        self.assertEqual(self._read_literal(c, n), msg)
-        received["n"] += n
-        until("d")
-        send(b"e UID STORE %d +FLAGS.SILENT (\\Deleted)\r\n" % uid)
-        until("e")
-        send(b"f EXPUNGE\r\n")
-        until("f")
-        send(b"z LOGOUT\r\n")
-        until("z")
-        c.expect_closed(timeout=5)
-        kv = self.session_end(c.client_addr, d)
-        bin_, bout = int(kv["in"]), int(kv["out"])
-        self.assertGreaterEqual(bin_, n)
-        # every byte the client sent after its login reached the backend
-        self.assertEqual(bin_, sum(sent), kv)
-        # and every byte the backend sent reached the client: its login
-        # reply and all that followed
-        self.assertGreaterEqual(bout, received["n"])
-        self.assertEqual(bout, from_login + received["n"], kv)
-
     # 7. pre-login output backpressure
 
     def _noops_unread(self, n):
@@ -476,7 +538,54 @@ class RelayTests(DaemonTestCase):
         c.expect("z OK NOOP completed")
 
 
+
 class RelaySharedTests(RelayTests):
+    ISOLATION = "shared"
+    WORKER_PROCESSES = 2
+
+
+class RelayTlsTests(RelayChecks, TlsCase):
+    """A TLS client (listen ... ssl): the relay goes through buffers,
+    with the same bounds, counts and timeout as the splice."""
+    ISOLATION = "connection"
+    WORKER_PROCESSES = 1
+
+    def start(self, args=(), server=None, **kw):
+        port = util.free_port()
+        srv = self.tls_server(**(server or {}))
+        srv["listen"] = ("127.0.0.1:%d" % port, "ssl")
+        text = self.config(port=port, server=srv, **kw)
+        d = daemonlib.Daemon(self.tmp, text, port,
+                             name="imaprelayd%d" % len(self._daemons),
+                             args=args)
+        self._daemons.append(d)
+        d.start()
+        if self._daemon is None:
+            self._daemon = d
+        self.addCleanup(self._no_crash, d)
+        return d
+
+    def connect(self, port=None, greeting=True, timeout=10, source=None):
+        c = RawImap(port or self.port, timeout=timeout)
+        self._clients.append(c)
+        self.raw_tls(c)
+        if greeting:
+            c.expect_prefix("* OK ")
+        return c
+
+    def test_backpressure_client_not_reading_fetch(self):
+        d = self.start(args=["-v", "-v"])
+        c = self.connect(timeout=120)
+        pipes0 = self._pipes(self._worker_of(d, c))
+        self.login(c)
+        d.wait_for_log(r"login client=%s backend=\S+ relay=buffers$"
+                       % re.escape(c.client_addr))
+        self.assertEqual(self._stalled_fetch(d, c, 10 * MiB), pipes0)
+        kv = self.session_end(c.client_addr, d)
+        self.assertGreater(int(kv["out"]), 10 * MiB)
+
+
+class RelayTlsSharedTests(RelayTlsTests):
     ISOLATION = "shared"
     WORKER_PROCESSES = 2
 

@@ -32,6 +32,12 @@
 /* pending replies above this stop the parser and reading (backpressure) */
 #define IMAP_OUT_HIWAT		(64 * 1024)
 
+/* in the splice relay, what the backend says between streams is copied */
+#define RELAY_COPY_MAX		2048
+
+/* the least relay buffer under TLS: four full records */
+#define RELAY_TLS_BUFFER	(64 * 1024)
+
 enum session_state {
 	S_PRELOGIN,		/* reading and answering commands */
 	S_AUTHENTICATE,		/* AUTHENTICATE waits for a client line */
@@ -77,6 +83,13 @@ struct iobuf {
 };
 #define IOBUF_DATA(b)	((b)->data + (b)->off)
 #define IOBUF_LEN(b)	((b)->len - (b)->off)
+
+/* splice.c: a pipe between two sockets, held only while bytes are in it */
+struct spipe {
+	int		 fd[2];		/* -1: none held */
+	size_t		 len;		/* bytes in it */
+	int		 full;		/* the kernel took no more */
+};
 
 /* per server: its configuration and the strings built once from it */
 struct imap_server {
@@ -182,9 +195,13 @@ struct session {
 	int			 btls_wwantr;	/* a write waits for POLLIN */
 	int			 bstarttls;	/* our STARTTLS awaits its OK */
 
-	/* relay */
+	/* relay: buffers and pipes exist only while they hold bytes */
+	int			 splice;	/* plaintext both ways: pipes */
 	struct iobuf		 c2b;
 	struct iobuf		 b2c;
+	struct spipe		 c2bp;
+	struct spipe		 b2cp;
+	int			 bstream;	/* the backend streams: splice */
 	uint64_t		 bytes_in;	/* client -> backend */
 	uint64_t		 bytes_out;	/* backend -> client */
 	char			 btail[120];	/* its last bytes: a LOGOUT? */
@@ -292,12 +309,23 @@ int		 proxy_connect_pass(struct session *, const char *, size_t,
 int		 proxy_connect(struct session *, const struct sockaddr *,
 		    socklen_t, const char *, size_t, const char *, size_t);
 int		 proxy_client_read(struct session *);
+int		 proxy_client_flush(struct session *);
 int		 proxy_relay_check(struct session *);
+void		 proxy_relay_events(struct session *, int *, int *, int *,
+		    int *);
 int		 proxy_login_pending(struct session *);
 void		 proxy_timeout(struct session *);
 void		 proxy_close_backend(struct session *);
 void		 proxy_events(struct session *, int *, int *);
 int		 proxy_logged_out(struct session *);
+
+/* splice.c */
+int		 spipe_supported(void);
+void		 spipe_init(struct spipe *);
+size_t		 spipe_room(struct spipe *, size_t);
+ssize_t		 spipe_in(struct spipe *, int, size_t, size_t);
+ssize_t		 spipe_out(struct spipe *, int);
+void		 spipe_release(struct spipe *);
 
 /* ptls.c: TLS to the backend */
 void		 ptls_configure(struct config *);

@@ -17,7 +17,7 @@
 /*
  * The backend side of a session: connect, read the greeting, log in on
  * the client's behalf with as few round trips as the backend allows,
- * then relay bytes both ways through two bounded buffers.
+ * then relay bytes both ways, bounded in each direction.
  */
 
 #include <sys/types.h>
@@ -53,6 +53,7 @@ static int	login_build(struct session *);
 static int	login_write(struct session *);
 static int	login_ok(struct session *, const char *, size_t);
 static int	login_rejected(struct session *, const char *, size_t);
+static void	relay_start(struct session *);
 static int	backend_flush(struct session *);
 static int	relay_backend_read(struct session *);
 static void	relay_tail(struct session *, const unsigned char *, size_t);
@@ -192,6 +193,8 @@ proxy_close_backend(struct session *s)
 	}
 	iobuf_free(&s->b2c);
 	iobuf_free(&s->login);
+	spipe_release(&s->c2bp);
+	spipe_release(&s->b2cp);
 	s->id_pending = 0;
 }
 
@@ -619,22 +622,19 @@ login_ok(struct session *s, const char *line, size_t len)
 	if (client_send(s, line, len) == -1)
 		return (-1);
 	session_wipe_creds(s);
-	if (iobuf_alloc(&s->c2b, n > s->conf->proxy_buffer ? n :
-	    s->conf->proxy_buffer) == -1) {
+	if (n > 0 && (iobuf_alloc(&s->c2b, n) == -1 ||
+	    iobuf_add(&s->c2b, IOBUF_DATA(&s->in), n) == -1)) {
 		log_warn(__func__);
 		session_close(s, "out of memory");
 		return (-1);
 	}
-	iobuf_add(&s->c2b, IOBUF_DATA(&s->in), n);
 	iobuf_free(&s->in);
 	/* no command is parsed any more: the parser's space goes too */
 	imap_cmd_clear(&s->cmd);
 	freezero(s->scratch, s->conf->imap_client_buffer);
 	s->scratch = NULL;
 	imap_cmd_init(&s->cmd, NULL, 0);
-	s->state = S_RELAY;
-	session_timer(s, s->conf->proxy_timeout_ms);
-	log_debug("login client=%s backend=%s", s->client, s->backend);
+	relay_start(s);
 	return (0);
 }
 
@@ -747,10 +747,130 @@ login_rejected(struct session *s, const char *line, size_t len)
 }
 
 /*
- * The relay.  Each direction has its own bounded buffer and a side is
- * read only while its buffer has room; EOF on one side is passed on as
- * a half-close once what it sent was delivered.
+ * The relay.  Each direction is bounded: a side is read only while its
+ * direction has room, in a pipe (splice, plaintext both ways on Linux)
+ * or a buffer.  What the client pipelined after its login (c2b) and what
+ * the backend sent after its OK (b2c) when the relay began go first.
+ * Pipes and buffers are held only while bytes are in them, so an idle
+ * session keeps neither.  EOF on one side is passed on as a half-close
+ * once what it sent was delivered.
  */
+
+/*
+ * A buffer for one direction.  Under TLS it is never smaller than
+ * RELAY_TLS_BUFFER: a record holds up to 16k, and what one read brings
+ * is what one write sends, so a small buffer would make small records
+ * and bind the throughput to it.  It is held only while data flows.
+ */
+static size_t
+relay_bufsize(struct session *s)
+{
+	size_t	 size = s->conf->proxy_buffer;
+
+	if ((s->tls != NULL || s->btls != NULL) && size < RELAY_TLS_BUFFER)
+		size = RELAY_TLS_BUFFER;
+	return (size);
+}
+
+static void
+relay_start(struct session *s)
+{
+	s->splice = s->tls == NULL && s->btls == NULL && spipe_supported();
+	if (IOBUF_LEN(&s->b2c) == 0)
+		iobuf_free(&s->b2c);
+	s->state = S_RELAY;
+	session_timer(s, s->conf->proxy_timeout_ms);
+	log_debug("login client=%s backend=%s relay=%s", s->client,
+	    s->backend, s->splice ? "splice" : "buffers");
+}
+
+/* bytes on their way to the backend, and to the client */
+static size_t
+relay_c2b_len(struct session *s)
+{
+	return (IOBUF_LEN(&s->c2b) + s->c2bp.len);
+}
+
+static size_t
+relay_b2c_len(struct session *s)
+{
+	return (IOBUF_LEN(&s->b2c) + s->b2cp.len);
+}
+
+/* how many bytes one side may send now: the room of its direction */
+static size_t
+relay_room(struct session *s, struct iobuf *b, struct spipe *p)
+{
+	/* b2c is written first: while it holds bytes, the pipe waits */
+	if (s->splice)
+		return (IOBUF_LEN(b) > 0 && b == &s->b2c ? 0 :
+		    spipe_room(p, s->conf->proxy_buffer));
+	if (b->data == NULL)
+		return (relay_bufsize(s));
+	return (iobuf_room(b));
+}
+
+/*
+ * No pipe could be had (descriptors or memory short): while neither
+ * direction holds one, this session goes on with buffers.
+ */
+static int
+relay_unspliced(struct session *s)
+{
+	if (s->c2bp.fd[0] != -1 || s->b2cp.fd[0] != -1)
+		return (0);
+	log_warn("client=%s: no pipe for splice, relaying through buffers",
+	    s->client);
+	s->splice = 0;
+	return (1);
+}
+
+/*
+ * What the backend sends while it does not stream is read into b2c, a
+ * reply line at a time costing no more copied than through a pipe: the
+ * end of a session is told by the backend's last lines (relay_tail),
+ * which only a copy shows.  A read that fills RELAY_COPY_MAX starts a
+ * stream, spliced until a splice finds the socket drained.  A copy is
+ * made only while the pipe is empty: b2c is written before it.
+ */
+static ssize_t
+relay_read(struct session *s, int fd, struct iobuf *b, struct spipe *p,
+    size_t room)
+{
+	ssize_t	 n;
+	int	 copy = !s->splice ||
+		    (p == &s->b2cp && p->len == 0 && !s->bstream);
+
+	if (!copy) {
+		n = spipe_in(p, fd, room, s->conf->proxy_buffer);
+		if (n == -1 && (errno == EMFILE || errno == ENFILE ||
+		    errno == ENOMEM) && relay_unspliced(s))
+			errno = EAGAIN;		/* read again, into a buffer */
+		if (n > 0 && p == &s->b2cp) {
+			s->btail_len = 0;	/* unseen: not a LOGOUT's */
+			s->bstream = (size_t)n == room;
+		}
+		return (n);
+	}
+	if (s->splice)
+		room = b->data == NULL || iobuf_room(b) > RELAY_COPY_MAX ?
+		    RELAY_COPY_MAX : iobuf_room(b);
+	if (b->data == NULL && iobuf_alloc(b, room) == -1)
+		return (-1);
+	if (b == &s->c2b)
+		n = client_read(s, b->data + b->len, room);
+	else
+		n = backend_read(s, b->data + b->len, room);
+	if (n > 0 && b == &s->b2c) {
+		relay_tail(s, b->data + b->len, n);
+		s->bstream = s->splice && (size_t)n == room;
+	}
+	if (n > 0)
+		b->len += n;
+	if (IOBUF_LEN(b) == 0)
+		iobuf_free(b);
+	return (n);
+}
 
 int
 proxy_client_read(struct session *s)
@@ -758,11 +878,12 @@ proxy_client_read(struct session *s)
 	size_t	 room;
 	ssize_t	 n;
 
-	if ((room = iobuf_room(&s->c2b)) == 0)
+	if ((room = relay_room(s, &s->c2b, &s->c2bp)) == 0)
 		return (0);
-	if ((n = client_read(s, s->c2b.data + s->c2b.len, room)) == -1) {
+	if ((n = relay_read(s, s->cfd, &s->c2b, &s->c2bp, room)) == -1) {
 		if (errno == EAGAIN || errno == EINTR)
 			return (0);
+		log_debug("client=%s: read: %s", s->client, strerror(errno));
 		session_close(s, "client closed");
 		return (-1);
 	}
@@ -770,10 +891,8 @@ proxy_client_read(struct session *s)
 		s->client_eof = 1;
 		if (s->reason == NULL)
 			s->reason = "client closed";
-	} else {
-		s->c2b.len += n;
+	} else
 		session_timer(s, s->conf->proxy_timeout_ms);
-	}
 	if (backend_flush(s) == -1)
 		return (-1);
 	return (proxy_relay_check(s));
@@ -785,11 +904,12 @@ relay_backend_read(struct session *s)
 	size_t	 room;
 	ssize_t	 n;
 
-	if ((room = iobuf_room(&s->b2c)) == 0)
+	if ((room = relay_room(s, &s->b2c, &s->b2cp)) == 0)
 		return (0);
-	if ((n = backend_read(s, s->b2c.data + s->b2c.len, room)) == -1) {
+	if ((n = relay_read(s, s->bfd, &s->b2c, &s->b2cp, room)) == -1) {
 		if (errno == EAGAIN || errno == EINTR)
 			return (0);
+		log_debug("backend %s: read: %s", s->backend, strerror(errno));
 		session_close(s, "backend closed");
 		return (-1);
 	}
@@ -797,34 +917,78 @@ relay_backend_read(struct session *s)
 		s->backend_eof = 1;
 		if (s->reason == NULL)
 			s->reason = "backend closed";
-	} else {
-		relay_tail(s, s->b2c.data + s->b2c.len, n);
-		s->b2c.len += n;
+	} else
 		session_timer(s, s->conf->proxy_timeout_ms);
-	}
 	if (client_flush(s) == -1)
 		return (-1);
 	return (proxy_relay_check(s));
 }
 
+/* what was read from the client, to the backend: buffer, then pipe */
 static int
 backend_flush(struct session *s)
 {
 	ssize_t	 n;
 
-	while (IOBUF_LEN(&s->c2b) > 0) {
-		n = backend_write(s, IOBUF_DATA(&s->c2b), IOBUF_LEN(&s->c2b));
+	while (relay_c2b_len(s) > 0) {
+		if (IOBUF_LEN(&s->c2b) > 0)
+			n = backend_write(s, IOBUF_DATA(&s->c2b),
+			    IOBUF_LEN(&s->c2b));
+		else
+			n = spipe_out(&s->c2bp, s->bfd);
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
+			log_debug("backend %s: write: %s", s->backend,
+			    strerror(errno));
 			session_close(s, "backend closed");
 			return (-1);
 		}
 		s->bytes_in += n;
-		iobuf_drain(&s->c2b, n);
+		if (IOBUF_LEN(&s->c2b) > 0) {
+			iobuf_drain(&s->c2b, n);
+			if (IOBUF_LEN(&s->c2b) == 0)
+				iobuf_free(&s->c2b);
+		}
 		session_timer(s, s->conf->proxy_timeout_ms);
 	}
 	return (0);
+}
+
+/*
+ * client_flush(): what the backend sent, once the buffers before it
+ * (the replies, b2c) were written: the pipe.
+ */
+int
+proxy_client_flush(struct session *s)
+{
+	ssize_t	 n;
+
+	if (IOBUF_LEN(&s->b2c) == 0)
+		iobuf_free(&s->b2c);
+	while (s->b2cp.len > 0) {
+		if ((n = spipe_out(&s->b2cp, s->cfd)) == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			log_debug("client=%s: write: %s", s->client,
+			    strerror(errno));
+			session_close(s, "client closed");
+			return (-1);
+		}
+		s->bytes_out += n;
+		session_timer(s, s->conf->proxy_timeout_ms);
+	}
+	return (0);
+}
+
+/* session_update(): which events the relay waits for (backpressure) */
+void
+proxy_relay_events(struct session *s, int *cr, int *cw, int *br, int *bw)
+{
+	*cr = !s->client_eof && relay_room(s, &s->c2b, &s->c2bp) > 0;
+	*br = !s->backend_eof && relay_room(s, &s->b2c, &s->b2cp) > 0;
+	*cw = *cw || relay_b2c_len(s) > 0;
+	*bw = relay_c2b_len(s) > 0;
 }
 
 /*
@@ -838,7 +1002,7 @@ backend_flush(struct session *s)
 int
 proxy_relay_check(struct session *s)
 {
-	if (s->client_eof && !s->backend_shut && IOBUF_LEN(&s->c2b) == 0) {
+	if (s->client_eof && !s->backend_shut && relay_c2b_len(s) == 0) {
 		s->backend_shut = 1;
 		/*
 		 * Over TLS a close_notify makes a backend (Dovecot) drop
@@ -850,7 +1014,7 @@ proxy_relay_check(struct session *s)
 		else
 			shutdown(s->bfd, SHUT_WR);
 	}
-	if (s->backend_eof && IOBUF_LEN(&s->b2c) == 0 &&
+	if (s->backend_eof && relay_b2c_len(s) == 0 &&
 	    IOBUF_LEN(&s->out) == 0) {
 		client_shutdown(s);
 		session_close(s, s->reason);

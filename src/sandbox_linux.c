@@ -190,6 +190,8 @@ static const struct sc_rule sc_common[] = {
 /* the imap worker: clients come from accept4, backends from connect */
 static const struct sc_rule sc_imap[] = {
 	A(accept4), A(accept),
+	/* the plaintext relay: splice through pipes (splice.c) */
+	A(pipe2), A(splice),
 	{ -1, SC_ALLOW, 0 }
 };
 
@@ -205,6 +207,7 @@ static const struct sc_rule sc_imap[] = {
 static const struct sc_rule sc_template[] = {
 	A(accept4), A(accept),
 	A(clone), A(set_robust_list), A(wait4), A(epoll_create1), A(pipe2),
+	A(splice),
 	A(getuid), A(geteuid), A(getgid), A(getegid),
 	{ __NR_clone3, SC_NOSYS, 0 },
 	{ __NR_socketpair, SC_ARG0, AF_UNIX },

@@ -80,6 +80,8 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 	s->conf = srv->conf;
 	s->cfd = fd;
 	s->bfd = -1;
+	spipe_init(&s->c2bp);
+	spipe_init(&s->b2cp);
 	s->start_ms = now_ms();
 	sockaddr_str((struct sockaddr *)ss, s->client, sizeof(s->client));
 	if (getnameinfo((struct sockaddr *)ss, len, s->client_ip,
@@ -479,10 +481,7 @@ session_update(struct session *s)
 		bw = proxy_login_pending(s);
 		break;
 	case S_RELAY:
-		cr = !s->client_eof && iobuf_room(&s->c2b) > 0;
-		br = !s->backend_eof && iobuf_room(&s->b2c) > 0;
-		cw = cw || IOBUF_LEN(&s->b2c) > 0;
-		bw = IOBUF_LEN(&s->c2b) > 0;
+		proxy_relay_events(s, &cr, &cw, &br, &bw);
 		break;
 	case S_CLOSING:
 	case S_ADMIT:
@@ -669,7 +668,10 @@ client_reply(struct session *s, const char *fmt, ...)
 	return (0);
 }
 
-/* write queued replies, then relayed bytes; -1 when the session ended */
+/*
+ * Write queued replies, then relayed bytes (b2c, then the pipe); -1 when
+ * the session ended.
+ */
 int
 client_flush(struct session *s)
 {
@@ -696,6 +698,12 @@ client_flush(struct session *s)
 			session_timer(s, s->conf->proxy_timeout_ms);
 		}
 		iobuf_drain(b, n);
+	}
+	if (s->state == S_RELAY && IOBUF_LEN(&s->out) == 0) {
+		/* the login's reply went out: no more replies */
+		iobuf_free(&s->out);
+		if (proxy_client_flush(s) == -1)
+			return (-1);
 	}
 	if (s->state == S_CLOSING && IOBUF_LEN(&s->out) == 0) {
 		session_close(s, s->reason);
