@@ -544,11 +544,9 @@ class RelaySharedTests(RelayTests):
     WORKER_PROCESSES = 2
 
 
-class RelayTlsTests(RelayChecks, TlsCase):
-    """A TLS client (listen ... ssl): the relay goes through buffers,
-    with the same bounds, counts and timeout as the splice."""
-    ISOLATION = "connection"
-    WORKER_PROCESSES = 1
+class TlsClients:
+    """Daemons that listen with "ssl" (TlsCase's certificates) and raw
+    clients that speak TLS to them."""
 
     def start(self, args=(), server=None, **kw):
         port = util.free_port()
@@ -562,7 +560,6 @@ class RelayTlsTests(RelayChecks, TlsCase):
         d.start()
         if self._daemon is None:
             self._daemon = d
-        self.addCleanup(self._no_crash, d)
         return d
 
     def connect(self, port=None, greeting=True, timeout=10, source=None):
@@ -572,6 +569,13 @@ class RelayTlsTests(RelayChecks, TlsCase):
         if greeting:
             c.expect_prefix("* OK ")
         return c
+
+
+class RelayTlsTests(RelayChecks, TlsClients, TlsCase):
+    """A TLS client (listen ... ssl): the relay goes through buffers,
+    with the same bounds, counts and timeout as the splice."""
+    ISOLATION = "connection"
+    WORKER_PROCESSES = 1
 
     def test_backpressure_client_not_reading_fetch(self):
         d = self.start(args=["-v", "-v"])

@@ -29,6 +29,9 @@
 
 #include "imapparse.h"
 
+/* a CRAM-MD5 challenge: <random.time@server_name> */
+#define SASL_SALT_LEN		(NAME_MAX_LEN + 64)
+
 /* pending replies above this stop the parser and reading (backpressure) */
 #define IMAP_OUT_HIWAT		(64 * 1024)
 
@@ -144,12 +147,12 @@ struct session {
 	struct iobuf		 in;	/* imap_client_buffer bytes */
 	struct iobuf		 out;	/* replies, soft bound IMAP_OUT_HIWAT */
 	char			*scratch;	/* the parser's argument space */
-	struct imap_cmd		 cmd;
+	struct imap_cmd		*cmd;		/* both only before login */
 	size_t			 lit_acked;	/* literal already sent "+" */
 	unsigned int		 errors;
 	char			 tag[IMAP_NAMELEN * 2 + 1];	/* login's */
 	enum sasl_step		 sasl;
-	char			 salt[NAME_MAX_LEN + 64];	/* CRAM-MD5 */
+	char			*salt;		/* CRAM-MD5's, SASL_SALT_LEN */
 	char			*id_params;	/* client's ID list, or NULL */
 
 	/* login */
@@ -186,8 +189,8 @@ struct session {
 	struct tls		*btls;		/* NULL: plaintext */
 	int			 bssl;		/* enum ptls_mode of this login */
 	int			 bssl_auth;	/* Auth-Proxy-SSL: PTLS_* + 1 */
-	char			 bssl_auth_name[NAME_MAX_LEN];
-	char			 bssl_name[NAME_MAX_LEN];	/* verified */
+	char			*bssl_auth_name;	/* or NULL */
+	char			*bssl_name;	/* verified; NULL: none */
 	int			 btls_state;	/* enum tls_state */
 	int			 btls_want;	/* handshake: CTLS_WANT_* */
 	int			 btls_more;	/* libtls may hold read data */
@@ -254,6 +257,7 @@ void		 session_shutdown(struct session *);
 int		 session_resume(struct session *);
 int		 session_unavailable(struct session *, const char *,
 		    const char *, const char *);
+void		 session_parser_free(struct session *);
 void		 session_wipe_creds(struct session *);
 const char	*log_safe(char *, size_t, const char *, size_t);
 const char	*log_quoted(char *, size_t, const char *);

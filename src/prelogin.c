@@ -105,7 +105,7 @@ session_parse(struct session *s)
 static int
 parse_command(struct session *s)
 {
-	struct imap_cmd		*cmd = &s->cmd;
+	struct imap_cmd		*cmd = s->cmd;
 	enum imap_parse_status	 st;
 	size_t			 consumed, i;
 
@@ -160,7 +160,7 @@ client_bad(struct session *s, const char *tag, const char *text,
     const char *close_reason)
 {
 	client_reply(s, "%s BAD %s", tag[0] != '\0' ? tag : "*", text);
-	imap_cmd_clear(&s->cmd);
+	imap_cmd_clear(s->cmd);
 	if (close_reason != NULL)
 		return (session_finish(s, close_reason));
 	if (++s->errors >= s->conf->max_errors) {
@@ -173,29 +173,29 @@ client_bad(struct session *s, const char *tag, const char *text,
 static int
 cmd_capability(struct session *s)
 {
-	if (s->cmd.nargs != 0)
-		return (client_bad(s, s->cmd.tag, "invalid arguments", NULL));
+	if (s->cmd->nargs != 0)
+		return (client_bad(s, s->cmd->tag, "invalid arguments", NULL));
 	client_reply(s, "* CAPABILITY %s", session_caps(s));
-	client_reply(s, "%s OK CAPABILITY completed", s->cmd.tag);
+	client_reply(s, "%s OK CAPABILITY completed", s->cmd->tag);
 	return (0);
 }
 
 static int
 cmd_noop(struct session *s)
 {
-	if (s->cmd.nargs != 0)
-		return (client_bad(s, s->cmd.tag, "invalid arguments", NULL));
-	client_reply(s, "%s OK NOOP completed", s->cmd.tag);
+	if (s->cmd->nargs != 0)
+		return (client_bad(s, s->cmd->tag, "invalid arguments", NULL));
+	client_reply(s, "%s OK NOOP completed", s->cmd->tag);
 	return (0);
 }
 
 static int
 cmd_logout(struct session *s)
 {
-	if (s->cmd.nargs != 0)
-		return (client_bad(s, s->cmd.tag, "invalid arguments", NULL));
+	if (s->cmd->nargs != 0)
+		return (client_bad(s, s->cmd->tag, "invalid arguments", NULL));
 	client_reply(s, "* BYE logging out");
-	client_reply(s, "%s OK LOGOUT completed", s->cmd.tag);
+	client_reply(s, "%s OK LOGOUT completed", s->cmd->tag);
 	return (session_finish(s, "client logout"));
 }
 
@@ -239,7 +239,7 @@ id_nil(const struct imap_arg *a)
 static int
 cmd_id(struct session *s)
 {
-	struct imap_cmd		*cmd = &s->cmd;
+	struct imap_cmd		*cmd = s->cmd;
 	struct iobuf		 b;
 	const struct imap_arg	*k, *v;
 	int			 i, n = cmd->nargs;
@@ -289,10 +289,10 @@ cmd_starttls(struct session *s)
 {
 	if (s->tls != NULL || s->srv->tls == NULL ||
 	    s->conf->starttls == STARTTLS_OFF)
-		return (client_bad(s, s->cmd.tag, "invalid command", NULL));
-	if (s->cmd.nargs != 0)
-		return (client_bad(s, s->cmd.tag, "invalid arguments", NULL));
-	client_reply(s, "%s OK Begin TLS negotiation now", s->cmd.tag);
+		return (client_bad(s, s->cmd->tag, "invalid command", NULL));
+	if (s->cmd->nargs != 0)
+		return (client_bad(s, s->cmd->tag, "invalid arguments", NULL));
+	client_reply(s, "%s OK Begin TLS negotiation now", s->cmd->tag);
 	iobuf_drain(&s->in, IOBUF_LEN(&s->in));
 	s->tls_state = TLSS_PENDING;
 	return (0);
@@ -304,7 +304,7 @@ tls_required(struct session *s)
 {
 	if (s->conf->starttls != STARTTLS_ONLY || s->tls != NULL)
 		return (0);
-	client_reply(s, "%s NO [PRIVACYREQUIRED] TLS is required", s->cmd.tag);
+	client_reply(s, "%s NO [PRIVACYREQUIRED] TLS is required", s->cmd->tag);
 	return (1);
 }
 
@@ -318,7 +318,7 @@ arg_is_string(const struct imap_arg *a)
 static int
 cmd_login(struct session *s)
 {
-	struct imap_cmd		*cmd = &s->cmd;
+	struct imap_cmd		*cmd = s->cmd;
 	const struct imap_arg	*u = &cmd->args[0], *p = &cmd->args[1];
 
 	if (cmd->nargs != 2 || !arg_is_string(u) || !arg_is_string(p) ||
@@ -335,7 +335,7 @@ cmd_login(struct session *s)
 static int
 cmd_authenticate(struct session *s)
 {
-	struct imap_cmd	*cmd = &s->cmd;
+	struct imap_cmd	*cmd = s->cmd;
 	const char	*mech;
 	unsigned int	 flag = 0;
 
@@ -377,7 +377,7 @@ cmd_authenticate(struct session *s)
 static int
 sasl_start(struct session *s, const struct imap_arg *ir)
 {
-	char	 b64[sizeof(s->salt) * 2];
+	char	 b64[SASL_SALT_LEN * 2];
 
 	if (ir != NULL) {
 		/* SASL-IR: the initial response is the first line */
@@ -394,7 +394,9 @@ sasl_start(struct session *s, const struct imap_arg *ir)
 		client_reply(s, "+ VXNlcm5hbWU6");
 		break;
 	default:
-		if (sasl_cram_md5_salt(s->salt, sizeof(s->salt),
+		if ((s->salt == NULL &&
+		    (s->salt = calloc(1, SASL_SALT_LEN)) == NULL) ||
+		    sasl_cram_md5_salt(s->salt, SASL_SALT_LEN,
 		    s->conf->server_name) == -1 ||
 		    base64_encode((unsigned char *)s->salt, strlen(s->salt),
 		    b64, sizeof(b64)) == -1) {
@@ -598,7 +600,8 @@ auth_send(struct session *s)
 	memcpy(msg, &req, sizeof(req));
 	memcpy(msg + sizeof(req), s->user, ulen);
 	memcpy(msg + sizeof(req) + ulen, s->pass, s->pass_len);
-	memcpy(msg + sizeof(req) + ulen + s->pass_len, s->salt, slen);
+	if (slen > 0)	/* no salt is allocated but for CRAM-MD5 */
+		memcpy(msg + sizeof(req) + ulen + s->pass_len, s->salt, slen);
 	if (s->ccert != NULL) {
 		p = msg + sizeof(req) + ulen + s->pass_len + slen;
 		/* a NULL field has length 0 and is not copied */
@@ -701,9 +704,13 @@ auth_ok(struct session *s, struct auth_result *res, const char *user,
 		    "auth service gave no backend", "backend unavailable"));
 	/* Auth-Proxy-SSL and Auth-Proxy-SSL-Name, for this login only */
 	s->bssl_auth = res->proxy_ssl;
-	memcpy(s->bssl_auth_name, res->proxy_ssl_name,
-	    sizeof(s->bssl_auth_name));
-	s->bssl_auth_name[sizeof(s->bssl_auth_name) - 1] = '\0';
+	free(s->bssl_auth_name);
+	if ((s->bssl_auth_name = strndup(res->proxy_ssl_name,
+	    sizeof(res->proxy_ssl_name) - 1)) == NULL) {
+		log_warn(__func__);
+		session_close(s, "out of memory");
+		return (-1);
+	}
 	return (proxy_connect(s, (struct sockaddr *)&res->server,
 	    res->server_len,
 	    res->user_set ? user : s->user,

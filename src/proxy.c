@@ -193,6 +193,8 @@ proxy_close_backend(struct session *s)
 	}
 	iobuf_free(&s->b2c);
 	iobuf_free(&s->login);
+	free(s->bssl_name);
+	s->bssl_name = NULL;
 	spipe_release(&s->c2bp);
 	spipe_release(&s->b2cp);
 	s->id_pending = 0;
@@ -629,11 +631,7 @@ login_ok(struct session *s, const char *line, size_t len)
 		return (-1);
 	}
 	iobuf_free(&s->in);
-	/* no command is parsed any more: the parser's space goes too */
-	imap_cmd_clear(&s->cmd);
-	freezero(s->scratch, s->conf->imap_client_buffer);
-	s->scratch = NULL;
-	imap_cmd_init(&s->cmd, NULL, 0);
+	session_parser_free(s);
 	relay_start(s);
 	return (0);
 }
@@ -1054,17 +1052,25 @@ static void
 backend_tls_name(struct session *s, const struct sockaddr *sa,
     socklen_t salen)
 {
+	char	 host[NI_MAXHOST];
+
 	s->bssl = s->bssl_auth > 0 && s->bssl_auth <= PTLS_STARTTLS + 1 ?
 	    s->bssl_auth - 1 : s->conf->proxy_ssl;
 	s->bstarttls = 0;
-	if (s->bssl_auth_name[0] != '\0')
-		strlcpy(s->bssl_name, s->bssl_auth_name, sizeof(s->bssl_name));
+	free(s->bssl_name);
+	s->bssl_name = NULL;
+	if (s->bssl == PTLS_OFF)
+		return;
+	if (s->bssl_auth_name != NULL && s->bssl_auth_name[0] != '\0')
+		s->bssl_name = strdup(s->bssl_auth_name);
 	else if (s->conf->proxy_ssl_name[0] != '\0')
-		strlcpy(s->bssl_name, s->conf->proxy_ssl_name,
-		    sizeof(s->bssl_name));
-	else if (getnameinfo(sa, salen, s->bssl_name, sizeof(s->bssl_name),
-	    NULL, 0, NI_NUMERICHOST) != 0)
-		s->bssl_name[0] = '\0';
+		s->bssl_name = strdup(s->conf->proxy_ssl_name);
+	else if (getnameinfo(sa, salen, host, sizeof(host), NULL, 0,
+	    NI_NUMERICHOST) == 0)
+		s->bssl_name = strdup(host);
+	else
+		s->bssl_name = strdup("");
+	/* without a name ptls_start() fails, and the login with it */
 }
 
 static int

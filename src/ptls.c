@@ -161,6 +161,11 @@ ptls_start(struct session *s)
 		errno = ENOENT;
 		return (-1);
 	}
+	/* no name (out of memory): never connect unverified */
+	if (s->bssl_name == NULL) {
+		errno = ENOMEM;
+		return (-1);
+	}
 	if ((s->btls = tls_client()) == NULL)
 		return (-1);
 	if (tls_configure(s->btls, ps->tc) == -1 ||

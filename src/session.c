@@ -68,10 +68,12 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    iobuf_alloc(&s->in, bufsz) == -1 ||
+	    (s->cmd = calloc(1, sizeof(*s->cmd))) == NULL ||
 	    (s->scratch = calloc(1, bufsz)) == NULL) {
 		log_warn(__func__);
 		if (s != NULL) {
 			iobuf_free(&s->in);
+			free(s->cmd);
 			free(s);
 		}
 		return (-1);
@@ -91,7 +93,7 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 		s->client_port = ntohs(((struct sockaddr_in *)ss)->sin_port);
 	else if (ss->ss_family == AF_INET6)
 		s->client_port = ntohs(((struct sockaddr_in6 *)ss)->sin6_port);
-	imap_cmd_init(&s->cmd, s->scratch, bufsz);
+	imap_cmd_init(s->cmd, s->scratch, bufsz);
 	event_set(&s->ev_cread, fd, EV_READ | EV_PERSIST, client_read_cb, s);
 	event_set(&s->ev_cwrite, fd, EV_WRITE | EV_PERSIST, client_write_cb,
 	    s);
@@ -175,7 +177,7 @@ sni_select(struct session *s)
 			session_close(s, "out of memory");
 			return (-1);
 		}
-		imap_cmd_init(&s->cmd, s->scratch, bufsz);
+		imap_cmd_init(s->cmd, s->scratch, bufsz);
 	}
 	session_timer(s, s->conf->timeout_ms);
 	log_debug("client=%s: server %s (sni)", s->client,
@@ -259,12 +261,13 @@ session_close(struct session *s, const char *reason)
 	iobuf_free(&s->out);
 	iobuf_free(&s->c2b);
 	iobuf_free(&s->b2c);
-	imap_cmd_clear(&s->cmd);
-	freezero(s->scratch, s->conf->imap_client_buffer);
+	session_parser_free(s);
 	session_wipe_creds(s);
 	free(s->user);
 	free(s->id_params);
 	free(s->failtext);
+	free(s->salt);
+	free(s->bssl_auth_name);
 	TAILQ_REMOVE(&imap_sessions, s, entry);
 	imap_nsessions--;
 	freezero(s, sizeof(*s));
@@ -305,7 +308,8 @@ session_finish(struct session *s, const char *reason)
 {
 	auth_cancel(s);
 	proxy_close_backend(s);
-	imap_cmd_clear(&s->cmd);
+	if (s->cmd != NULL)
+		imap_cmd_clear(s->cmd);
 	s->state = S_CLOSING;
 	s->reason = reason;
 	if (client_flush(s) == -1)
@@ -362,6 +366,19 @@ session_resume(struct session *s)
 		return (-1);
 	session_update(s);
 	return (0);
+}
+
+/* logged in (or gone): no command is parsed any more */
+void
+session_parser_free(struct session *s)
+{
+	if (s->cmd != NULL) {
+		imap_cmd_clear(s->cmd);
+		freezero(s->cmd, sizeof(*s->cmd));
+		s->cmd = NULL;
+	}
+	freezero(s->scratch, s->conf->imap_client_buffer);
+	s->scratch = NULL;
 }
 
 void

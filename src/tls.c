@@ -926,5 +926,31 @@ SSL_CTX_callback_ctrl(SSL_CTX *ctx, int cmd, void (*fp)(void))
 	}
 	return (real(ctx, cmd, fp));
 }
+
+/*
+ * libtls keeps OpenSSL's 16k read and write buffers of a connection for
+ * its whole life: an idle IMAP session would hold 34k for nothing.
+ * Every connection libtls (or libcurl, in the auth process) makes comes
+ * from SSL_new(): the one here passes it on and releases the buffers
+ * whenever they are empty.
+ */
+typedef SSL	*(*ssl_new_t)(SSL_CTX *);
+typedef long	(*ssl_ctrl_t)(SSL *, int, long, void *);
+
+SSL *
+SSL_new(SSL_CTX *ctx)
+{
+	static ssl_new_t	 real;
+	static ssl_ctrl_t	 ctrl;	/* libssl is libtls's, not linked here */
+	SSL			*ssl;
+
+	if (real == NULL && ((real = (ssl_new_t)dlsym(RTLD_NEXT,
+	    "SSL_new")) == NULL || (ctrl = (ssl_ctrl_t)dlsym(RTLD_NEXT,
+	    "SSL_ctrl")) == NULL))
+		fatalx("SSL_new: %s", dlerror());
+	if ((ssl = real(ctx)) != NULL)
+		ctrl(ssl, SSL_CTRL_MODE, SSL_MODE_RELEASE_BUFFERS, NULL);
+	return (ssl);
+}
 #endif /* !LIBRESSL_VERSION_NUMBER */
 #endif /* __linux__ */
