@@ -314,6 +314,7 @@ int		 proxy_connect(struct session *, const struct sockaddr *,
 		    socklen_t, const char *, size_t, const char *, size_t);
 int		 proxy_client_read(struct session *);
 int		 proxy_client_flush(struct session *);
+int		 proxy_relay_owed(struct session *);
 int		 proxy_relay_check(struct session *);
 void		 proxy_relay_events(struct session *, int *, int *, int *,
 		    int *);
@@ -329,6 +330,7 @@ void		 spipe_init(struct spipe *);
 size_t		 spipe_room(struct spipe *, size_t);
 ssize_t		 spipe_in(struct spipe *, int, size_t, size_t);
 ssize_t		 spipe_out(struct spipe *, int);
+ssize_t		 spipe_read(struct spipe *, void *, size_t);
 void		 spipe_release(struct spipe *);
 
 /* ptls.c: TLS to the backend */

@@ -979,6 +979,35 @@ proxy_client_flush(struct session *s)
 	return (0);
 }
 
+/*
+ * The session ends with a reply of ours (a shutdown's BYE): what the
+ * relay holds for the client, in b2c or its pipe, goes before it.
+ */
+int
+proxy_relay_owed(struct session *s)
+{
+	char	 buf[4096];
+	ssize_t	 n;
+
+	if (IOBUF_LEN(&s->b2c) > 0) {
+		s->bytes_out += IOBUF_LEN(&s->b2c);
+		if (client_send(s, IOBUF_DATA(&s->b2c),
+		    IOBUF_LEN(&s->b2c)) == -1)
+			return (-1);
+		iobuf_drain(&s->b2c, IOBUF_LEN(&s->b2c));
+	}
+	while (s->b2cp.len > 0 && (n = spipe_read(&s->b2cp, buf,
+	    sizeof(buf))) > 0) {
+		s->bytes_out += n;
+		if (client_send(s, buf, n) == -1) {
+			explicit_bzero(buf, sizeof(buf));
+			return (-1);
+		}
+	}
+	explicit_bzero(buf, sizeof(buf));
+	return (0);
+}
+
 /* session_update(): which events the relay waits for (backpressure) */
 void
 proxy_relay_events(struct session *s, int *cr, int *cw, int *br, int *bw)

@@ -291,12 +291,8 @@ session_shutdown(struct session *s)
 		session_close(s, "shutdown");
 		return;
 	}
-	if (s->state == S_RELAY && IOBUF_LEN(&s->b2c) > 0) {
-		s->bytes_out += IOBUF_LEN(&s->b2c);
-		if (client_send(s, IOBUF_DATA(&s->b2c),
-		    IOBUF_LEN(&s->b2c)) == -1)
-			return;
-	}
+	if (s->state == S_RELAY && proxy_relay_owed(s) == -1)
+		return;
 	if (client_send(s, bye, strlen(bye)) == -1)
 		return;
 	session_finish(s, "shutdown");

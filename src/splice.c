@@ -109,6 +109,23 @@ spipe_out(struct spipe *p, int fd)
 	return (n);
 }
 
+/* what the pipe holds, into memory after all (the session ends) */
+ssize_t
+spipe_read(struct spipe *p, void *buf, size_t len)
+{
+	ssize_t	 n;
+
+	if (len > p->len)
+		len = p->len;
+	if ((n = read(p->fd[0], buf, len)) > 0) {
+		p->len -= n;
+		p->full = 0;
+		if (p->len == 0)
+			spipe_release(p);
+	}
+	return (n);
+}
+
 /* give the pipe up: an empty one is kept as a spare */
 void
 spipe_release(struct spipe *p)
@@ -143,6 +160,13 @@ spipe_in(struct spipe *p, int fd, size_t max, size_t cap)
 
 ssize_t
 spipe_out(struct spipe *p, int fd)
+{
+	errno = ENOSYS;
+	return (-1);
+}
+
+ssize_t
+spipe_read(struct spipe *p, void *buf, size_t len)
 {
 	errno = ENOSYS;
 	return (-1);
