@@ -21,9 +21,8 @@
  * says no and proxy.c relays through its buffers.
  *
  * A session holds a pipe only while bytes are in it: a drained pipe goes
- * back to a small list of spares that every session of the worker
- * shares, so that an idle session costs no descriptor and a busy one no
- * pipe2(2) per read.
+ * back to the worker's spare, shared by all its sessions, so that an
+ * idle session costs no descriptor and a busy one no pipe2(2) per read.
  */
 
 #include <sys/types.h>
@@ -38,7 +37,12 @@
 
 #if defined(__linux__)
 
-#define SPIPE_SPARES	8
+/*
+ * One spare is enough to spare a busy session its pipe2(2) per burst;
+ * more would only hold descriptors.
+ */
+#define SPIPE_SPARES	1
+#define PIPE_DEFAULT	(64 * 1024)	/* a new pipe's size on Linux */
 
 static int	spares[SPIPE_SPARES][2];
 static int	nspares;
@@ -63,8 +67,13 @@ spipe_get(struct spipe *p, size_t cap)
 		p->fd[0] = p->fd[1] = -1;
 		return (-1);
 	}
-	/* the kernel rounds up to pages; smaller is refused and harmless */
-	(void)fcntl(p->fd[1], F_SETPIPE_SZ, (int)cap);
+	/*
+	 * The relay never puts more than cap bytes in: the pipe needs to
+	 * grow only for a larger cap (the kernel may refuse: then it is
+	 * full earlier, which is harmless).
+	 */
+	if (cap > PIPE_DEFAULT)
+		(void)fcntl(p->fd[1], F_SETPIPE_SZ, (int)cap);
 	return (0);
 }
 
