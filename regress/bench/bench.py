@@ -1,26 +1,30 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: imaprelayd (isolation shared and connection)
-and nginx's mail proxy in front of the same IMAP backend and the same
-auth_http service, with the backend itself as the baseline.
+"""Side-by-side benchmark: imaprelayd (isolation connection and
+shared), nginx's mail proxy, Dovecot itself as a proxy (one process per
+login, and its shared high-performance mode) and Dovecot directly, in
+front of the same IMAP backend; imaprelayd and nginx with the same
+nginx mail {} configuration and the same auth_http service.
 
     python3 regress/bench/bench.py [--quick] [--out FILE]
-        [--backend dovecot|stub] [--sessions N] [--concurrency 1,16,64]
-        [--idle N] [--message-mib M] [--repeat R] [--proxy-buffer SIZE]
-        [--targets backend,shared,connection,nginx]
-    make bench BENCH_ARGS="--quick"
+        [--targets LIST] [--sessions N] [--tls-sessions N] [--idle N]
+        [--greet N] [--message-mib M] [--repeat R] [--backend dovecot|stub]
+    make bench [BENCH_ARGS="--quick --out /tmp/bench.md"]
 
-Measures, per target: login rate and latency (connect, greeting, LOGIN,
-SELECT INBOX, LOGOUT) at each concurrency, relay throughput of a large
-FETCH (one session and 8 in parallel), memory (PSS and RSS of the whole
-process tree) without sessions and with N idle logged-in ones, and CPU
-time of the process tree during the login and fetch runs.  Prints one
-markdown table and writes it to --out (the raw numbers to --out.json).
+Measures, per proxy: its CPU time per plain login and per TLS login
+(RSA-2048, a full handshake each, no resumption) while logins run 50 at
+a time, and that rate; the PSS of its whole process tree per idle
+logged-in session, plaintext and TLS; with those plaintext sessions
+held, the slowest greeting of 100 connections opened at once; the
+throughput of a FETCH of a 10 MiB message through one session,
+plaintext (against Dovecot directly) and over TLS (against nginx with
+proxy_buffer 64k).  Prints a table of the figures and their ratios to
+the reference, with the targets of issue 8 for imaprelayd, and writes
+it to --out (the raw numbers to --out.json).
 
-Everything runs on this machine, so the client, the auth service and
-the backend share the CPUs with the proxy: rates say how fast the whole
-chain goes, CPU time per session what the proxy itself costs.  The
-backend is the regress harness's Dovecot, or with --backend stub a
-minimal IMAP server (stubimap.py) that makes the proxy the bottleneck.
+Everything runs on this machine, so the clients, the auth service and
+the backend share the CPUs with the proxy: CPU time per login and PSS
+are the figures to trust; rates say how fast the whole chain goes on a
+shared machine and move from run to run.
 """
 
 import argparse
@@ -50,7 +54,6 @@ LOADGEN = os.path.join(HERE, "loadgen.py")
 STUB = os.path.join(HERE, "stubimap.py")
 AUTHD = os.path.join(REGRESS, "lib", "authd.py")
 BIG_USER = "alice"
-PARALLEL_FETCH = 8
 
 
 def log(msg):
@@ -172,55 +175,79 @@ class Cpu:
 
 # ---- the measurements -----------------------------------------------
 
-def measure_login(stack, t, others, sessions, conc, procs):
+def measure_login(stack, t, others, sessions, conc, procs, tls):
+    port = t.tls_port if tls else t.port
+    extra = ["--tls"] if tls else []
     with Cpu(t.roots()) as cpu, Cpu(others) as other:
-        r, client_cpu = loadgen(stack, "login", "--port", t.port,
+        r, client_cpu = loadgen(stack, "login", "--port", port,
                                 "--sessions", sessions,
-                                "--concurrency", conc, "--procs", procs)
+                                "--concurrency", conc, "--procs", procs,
+                                *extra)
     r.update(conc=conc, rate=r["done"] / r["wall"], cpu=cpu.seconds,
+             cpu_ms=1000 * cpu.seconds / max(1, r["done"]),
              other_cpu=other.seconds, client_cpu=client_cpu)
-    log("  %-22s C=%-3d %6.0f sessions/s  login p50 %.1f ms p99 %.1f ms"
-        "  cpu %.2fs (backend+auth %.2fs, client %.2fs)  errors %d"
-        % (t.name, conc, r["rate"], 1000 * (r["login_p50"] or 0),
-           1000 * (r["login_p99"] or 0), cpu.seconds, other.seconds,
-           client_cpu, r["errors"]))
+    log("  %-28s %s C=%d %5.0f logins/s  p50 %.1f ms p99 %.1f ms  "
+        "proxy cpu %.2f ms/login (backend+auth %.2fs)  errors %d"
+        % (t.name, "tls" if tls else "plain", conc, r["rate"],
+           1000 * (r["login_p50"] or 0), 1000 * (r["login_p99"] or 0),
+           r["cpu_ms"], other.seconds, r["errors"]))
     if r["messages"]:
         log("    first errors: %s" % r["messages"])
     return r
 
 
-def measure_fetch(stack, t, nsess, repeat):
+def measure_fetch(stack, t, repeat, tls):
+    port = t.tls_port if tls else t.port
+    extra = ["--tls"] if tls else []
     with Cpu(t.roots()) as cpu:
-        r, _ = loadgen(stack, "fetch", "--port", t.port, "--user", BIG_USER,
+        r, _ = loadgen(stack, "fetch", "--port", port, "--user", BIG_USER,
                        "--password", dovecot.USERS[BIG_USER],
-                       "--sessions", nsess, "--repeat", repeat)
+                       "--sessions", 1, "--repeat", repeat, *extra)
     r.update(mbs=r["bytes"] / r["wall"] / 1e6, cpu=cpu.seconds)
-    log("  %-22s FETCH x%d  %6.0f MB/s  cpu %.2fs  one FETCH min %s "
+    log("  %-28s FETCH %s %6.0f MB/s  cpu %.2fs  one FETCH min %s "
         "p50 %s max %s ms %s"
-        % (t.name, nsess, r["mbs"], cpu.seconds, ms(r["fetch_min"]),
-           ms(r["fetch_p50"]), ms(r["fetch_max"]), r["errors"] or ""))
+        % (t.name, "tls" if tls else "plain", r["mbs"], cpu.seconds,
+           ms(r["fetch_min"]), ms(r["fetch_p50"]), ms(r["fetch_max"]),
+           r["errors"] or ""))
     return r
 
 
-def measure_idle(stack, t, n):
-    """Memory with n idle logged-in sessions open; the client holds
-    them until we have read /proc."""
-    proc = spawn(stack, [sys.executable, LOADGEN, "idle", "--port", t.port,
-                         "--sessions", n, "--concurrency", 32],
-                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def measure_idle(stack, t, n, tls, greet=0):
+    """PSS per idle logged-in session: the tree's PSS with n sessions
+    held against none.  With greet, while they are held, greet
+    connections are opened at once: the slowest greeting."""
+    settle(t)
+    pss0, rss0, nproc0 = procstat.memory_kib(t.roots())
+    cmd = [sys.executable, LOADGEN, "idle", "--port",
+           t.tls_port if tls else t.port, "--sessions", n,
+           "--concurrency", 32] + (["--tls"] if tls else [])
+    proc = spawn(stack, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                 text=True)
     ready = proc.stdout.readline().split()
     if not ready or ready[0] != "ready":
         raise RuntimeError("idle client: %r" % ready)
     time.sleep(1)       # spare workers started, the log written
     pss, rss, nproc = procstat.memory_kib(t.roots())
+    res = {"open": int(ready[1]), "errors": int(ready[2]), "pss0": pss0,
+           "pss": pss, "rss": rss, "nproc": nproc,
+           "per_session": (pss - pss0) / max(1, int(ready[1]))}
+    if greet:
+        g, _ = loadgen(stack, "greet", "--port", t.port, "--connections",
+                       greet)
+        res["greet"] = g
     proc.stdin.write("\n")
     proc.stdin.flush()
     done = json.loads(proc.stdout.readline())
     proc.wait()
-    log("  %-22s %d idle sessions: PSS %.1f MiB RSS %.1f MiB in %d "
-        "processes" % (t.name, int(ready[1]), pss / 1024, rss / 1024, nproc))
-    return {"open": int(ready[1]), "errors": int(ready[2]) +
-            done["logout_errors"], "pss": pss, "rss": rss, "nproc": nproc}
+    res["errors"] += done["logout_errors"]
+    log("  %-28s %d idle %s sessions: PSS %.1f -> %.1f MiB in %d "
+        "processes, %.1f KiB per session%s"
+        % (t.name, res["open"], "tls" if tls else "plain", pss0 / 1024,
+           pss / 1024, nproc, res["per_session"],
+           "; %d connects, slowest greeting %s ms" % (greet,
+                                                      ms(g["max"]))
+           if greet else ""))
+    return res
 
 
 def settle(t, timeout=10):
@@ -236,25 +263,34 @@ def settle(t, timeout=10):
         time.sleep(0.3)
 
 
-def measure(stack, t, others, args):
-    res = {"name": t.name, "login": [], "fetch": {}}
+def measure(stack, t, others, args, what):
+    res = {"name": t.name}
     settle(t)
-    pss, rss, nproc = procstat.memory_kib(t.roots())
-    res["idle0"] = {"pss": pss, "rss": rss, "nproc": nproc}
-    log("  %-22s no sessions: PSS %.1f MiB RSS %.1f MiB in %d processes"
-        % (t.name, pss / 1024, rss / 1024, nproc))
-    # warm-up, not counted: first connections, worker pools, caches
-    loadgen(stack, "login", "--port", t.port, "--sessions", 100,
-            "--concurrency", 8, "--procs", args.procs)
-    for c in args.concurrency:
+    if "login" in what or "idle" in what:
+        # warm-up, not counted: first connections, worker pools, caches
+        loadgen(stack, "login", "--port", t.port, "--sessions", 50,
+                "--concurrency", 8, "--procs", args.procs)
+        loadgen(stack, "login", "--port", t.tls_port, "--sessions", 20,
+                "--concurrency", 8, "--procs", args.procs, "--tls")
+    # memory first: the login runs' 50 sessions at a time leave freed
+    # memory behind that idle sessions would fill unseen
+    if "idle" in what:
+        res["idle"] = measure_idle(stack, t, args.idle, False, args.greet)
+        res["idle_tls"] = measure_idle(stack, t, args.idle, True)
+    if "login" in what:
         settle(t)
-        res["login"].append(measure_login(stack, t, others, args.sessions,
-                                          c, args.procs))
-    for n in (1, PARALLEL_FETCH):
+        res["login"] = measure_login(stack, t, others, args.sessions,
+                                     CONCURRENCY, args.procs, False)
         settle(t)
-        res["fetch"][n] = measure_fetch(stack, t, n, args.repeat)
-    settle(t)
-    res["idleN"] = measure_idle(stack, t, args.idle)
+        res["login_tls"] = measure_login(stack, t, others,
+                                         args.tls_sessions, CONCURRENCY,
+                                         args.procs, True)
+    if "fetch" in what:
+        settle(t)
+        res["fetch"] = measure_fetch(stack, t, args.repeat, False)
+    if "fetch_tls" in what:
+        settle(t)
+        res["fetch_tls"] = measure_fetch(stack, t, args.repeat, True)
     return res
 
 
@@ -302,63 +338,120 @@ def ms(v):
     return "-" if v is None else "%.1f" % (1000 * v)
 
 
-def per_session(r, key, sessions):
-    total = sum(x[key] for x in r["login"])
-    return fmt(1000 * total / (sessions * len(r["login"])), ".2f")
+def get(r, *keys):
+    for k in keys:
+        if r is None or k not in r:
+            return None
+        r = r[k]
+    return r
 
 
-def table(results, args):
-    """One markdown table: a row per metric, a column per target."""
-    rows = []
+# The rows: label, how to read the figure, its format, which column it
+# is compared with, whether more is better, and issue 8's targets for
+# imaprelayd (connection, shared) as (kind, bound): kind "ratio" is a
+# ratio to the reference, "abs" the figure itself.
+ROWS = [
+    ("proxy CPU per plain login, ms", ("login", "cpu_ms"), ".2f", "nginx",
+     False, (("ratio", 2.0), ("ratio", 0.65))),
+    ("proxy CPU per TLS login (RSA-2048, full handshake), ms",
+     ("login_tls", "cpu_ms"), ".2f", "nginx", False,
+     (("ratio", 1.5), ("ratio", 0.8))),
+    ("logins/s, 50 concurrent (plain)", ("login", "rate"), ".0f", "nginx",
+     True, (("ratio", 0.8), ("ratio", 1.15))),
+    ("PSS per idle logged-in session, plain, KiB",
+     ("idle", "per_session"), ".1f", "nginx", False,
+     (("abs", 96), ("abs", 6))),
+    ("PSS per idle logged-in session, TLS, KiB",
+     ("idle_tls", "per_session"), ".1f", "nginx", False,
+     (("abs", 128), ("abs", 18))),
+    ("idle sessions held, then 100 connects at once: slowest greeting, ms",
+     ("idle", "greet", "max"), ".0f", "nginx", False,
+     (("abs", 1.0), ("abs", 1.0))),
+    ("FETCH 10 MiB, 1 session, plain, MB/s", ("fetch", "mbs"), ".0f",
+     "Dovecot direct", True, (("ratio", 0.9), ("ratio", 0.9))),
+    ("FETCH 10 MiB, 1 session, TLS, MB/s", ("fetch_tls", "mbs"), ".0f",
+     "nginx proxy_buffer 64k", True, (("ratio", 1.2), ("ratio", 1.2))),
+]
 
-    def row(label, f):
-        rows.append([label] + [f(r) for r in results])
 
-    for i, c in enumerate(args.concurrency):
-        row("logins/s, C=%d" % c, lambda r: fmt(r["login"][i]["rate"], ".0f"))
-        row("login p50 / p99 ms, C=%d" % c,
-            lambda r: "%s / %s" % (ms(r["login"][i]["login_p50"]),
-                                   ms(r["login"][i]["login_p99"])))
-        row("target CPU ms/session, C=%d" % c,
-            lambda r: fmt(1000 * r["login"][i]["cpu"] / args.sessions,
-                          ".2f"))
-    row("backend+auth CPU ms/session, all C",
-        lambda r: per_session(r, "other_cpu", args.sessions))
-    row("client CPU ms/session, all C",
-        lambda r: per_session(r, "client_cpu", args.sessions))
-    row("failed sessions", lambda r: str(
-        sum(x["errors"] for x in r["login"]) + r["idleN"]["errors"]))
-    for n in (1, PARALLEL_FETCH):
-        s = "s" if n > 1 else ""
-        row("FETCH %d MiB, %d session%s: MB/s" % (args.message_mib, n, s),
-            lambda r: fmt(r["fetch"][n]["mbs"], ".0f"))
-        row("target CPU s/GB relayed, %d session%s" % (n, s),
-            lambda r: fmt(r["fetch"][n]["cpu"] /
-                          (r["fetch"][n]["bytes"] / 1e9), ".2f"))
+def reference(results, name):
+    for r in results:
+        if r["name"] == name or (name == "Dovecot direct" and
+                                 r["name"].endswith(" direct")):
+            return r
+    return None
 
-    def mem(m):
-        return "%.1f / %.1f (%d)" % (m["pss"] / 1024, m["rss"] / 1024,
-                                     m["nproc"])
 
-    def kib(r):
-        a, b = r["idle0"], r["idleN"]
-        if not b["open"]:
-            return "-"
-        return "%.1f / %.1f" % ((b["pss"] - a["pss"]) / b["open"],
-                                (b["rss"] - a["rss"]) / b["open"])
-    row("PSS / RSS MiB (processes), no session", lambda r: mem(r["idle0"]))
-    row("PSS / RSS MiB (processes), %d idle" % args.idle,
-        lambda r: mem(r["idleN"]))
-    row("PSS / RSS KiB per idle session", kib)
-    out = ["| metric | " + " | ".join(r["name"] for r in results) + " |",
-           "|---|" + "---:|" * len(results)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
+def cell(r, row, results):
+    label, keys, spec, refname, more, targets = row
+    v = get(r, *keys)
+    if v is None:
+        return "", None
+    scale = 1000 if keys[-1] == "max" else 1
+    text = format(v * scale, spec)
+    ref = get(reference(results, refname), *keys)
+    ratio = v / ref if ref else None
+    if ratio is not None and reference(results, refname) is not r:
+        text += " (%.2fx)" % ratio
+    verdict = None
+    if r["name"].startswith("imaprelayd "):
+        kind, bound = targets[0 if r["name"].endswith("connection") else 1]
+        x = ratio if kind == "ratio" else v
+        if x is not None:
+            verdict = x >= bound if more else x <= bound
+            text += " ok" if verdict else " MISSED"
+    return text, verdict
+
+
+def target_text(row):
+    label, keys, spec, refname, more, targets = row
+    op = ">=" if more else "<="
+
+    def one(t):
+        kind, bound = t
+        if kind == "ratio":
+            return "%s %gx %s" % (op, bound, refname)
+        if keys[-1] == "max":
+            return "%s %g s" % (op, bound)
+        return "%s %g" % (op, bound)
+    return "%s / %s" % (one(targets[0]), one(targets[1]))
+
+
+def table(results):
+    """One markdown table: a row per measure, a column per target; each
+    figure with its ratio to the row's reference (nginx, or Dovecot
+    directly, or nginx with proxy_buffer 64k)."""
+    out = ["| measure | issue 8 target (connection / shared) | " +
+           " | ".join(r["name"] for r in results) + " |",
+           "|---|---|" + "---:|" * len(results)]
+    for row in ROWS:
+        cells = [cell(r, row, results)[0] for r in results]
+        if not any(cells):
+            continue
+        out.append("| %s | %s | %s |" % (row[0], target_text(row),
+                                         " | ".join(c or "-" for c in cells)))
     return "\n".join(out)
+
+
+def errors(results):
+    """Failed sessions per target: a figure from a run with errors is
+    not to be trusted."""
+    lines = []
+    for r in results:
+        n = sum(get(r, k, "errors") or 0 for k in ("login", "login_tls",
+                                                    "idle", "idle_tls"))
+        n += len(get(r, "fetch", "errors") or [])
+        n += len(get(r, "fetch_tls", "errors") or [])
+        n += get(r, "idle", "greet", "errors") or 0
+        if n:
+            lines.append("%s: %d failed sessions" % (r["name"], n))
+    return lines
 
 
 def report(results, info, args):
     with open("/proc/loadavg") as f:
         info["loadavg_end"] = f.read().split()[:3]
+    bad = errors(results)
     return "\n".join([
         "# imaprelayd benchmark", "",
         "%s; %d CPUs (%s), Linux %s, load average at start %s, at end %s; "
@@ -368,50 +461,53 @@ def report(results, info, args):
             info["imaprelayd"], info["nginx"],
             info["backend"], info["python"]),
         "",
-        "Login runs: %d sessions each (connect, greeting, LOGIN, SELECT "
-        "INBOX, LOGOUT), C at a time from %d client processes. FETCH: "
-        "one %d MiB message, %d times per session. Memory: the sum over "
-        "the target's process tree. Proxies: worker_processes %d, the "
-        "auth_http service regress/lib/authd.py in its own process%s."
-        % (args.sessions, args.procs, args.message_mib, args.repeat,
-           args.workers, ", proxy_buffer %s" % args.proxy_buffer
-           if args.proxy_buffer else ""),
-        "", table(results, args), ""])
+        "Logins: %d plain and %d TLS sessions (connect, greeting, LOGIN, "
+        "SELECT INBOX, LOGOUT), %d at a time from %d client processes. "
+        "Idle: %d logged-in sessions held; %d connects at once. FETCH: "
+        "one %d MiB message, %d times. Memory: PSS summed over the "
+        "target's process tree. worker_processes %d for every proxy."
+        % (args.sessions, args.tls_sessions, CONCURRENCY, args.procs,
+           args.idle, args.greet, args.message_mib, args.repeat,
+           args.workers),
+        "", table(results), ""] + (["Errors: " + "; ".join(bad), ""]
+                                   if bad else []))
 
 
 # ---- main ---------------------------------------------------------------
 
+ALL_TARGETS = ("nginx,connection,shared,dovecot-per-login,dovecot-shared,"
+               "backend,nginx64k")
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="small sizes, about a minute")
-    ap.add_argument("--sessions", type=int, help="per login run")
-    ap.add_argument("--concurrency", help="comma-separated, e.g. 1,16,64")
+                    help="small sizes, a few minutes")
+    ap.add_argument("--sessions", type=int, help="plain logins per run")
+    ap.add_argument("--tls-sessions", type=int, help="TLS logins per run")
     ap.add_argument("--idle", type=int, help="idle sessions for memory")
-    ap.add_argument("--message-mib", type=int)
-    ap.add_argument("--repeat", type=int, help="FETCHes per session")
+    ap.add_argument("--greet", type=int, default=100,
+                    help="connections opened at once with the idle ones")
+    ap.add_argument("--message-mib", type=int, default=10)
+    ap.add_argument("--repeat", type=int, help="FETCHes of the message")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1,
                     help="client processes for the login runs")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="worker_processes of the proxies")
     ap.add_argument("--backend", choices=("dovecot", "stub"),
                     default="dovecot",
-                    help="stub: a minimal IMAP server instead of Dovecot, "
-                    "so that the login runs measure the proxies")
-    ap.add_argument("--targets", default="backend,shared,connection,nginx")
-    ap.add_argument("--proxy-buffer", metavar="SIZE",
-                    help="proxy_buffer for both proxies (default: each "
-                    "one's own, imaprelayd 16k, nginx one page)")
+                    help="stub: a minimal IMAP server instead of Dovecot")
+    ap.add_argument("--targets", default=ALL_TARGETS,
+                    help="comma-separated, default " + ALL_TARGETS)
     ap.add_argument("--out", help="write the table here (and .json)")
     args = ap.parse_args(argv)
-    quick = {"sessions": 100, "concurrency": "1,16", "idle": 100,
-             "message_mib": 5, "repeat": 3}
-    full = {"sessions": 2000, "concurrency": "1,16,64", "idle": 1000,
-            "message_mib": 20, "repeat": 5}
+    quick = {"sessions": 200, "tls_sessions": 100, "idle": 100,
+             "repeat": 2}
+    full = {"sessions": 1000, "tls_sessions": 500, "idle": 1000,
+            "repeat": 5}
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    args.concurrency = [int(c) for c in str(args.concurrency).split(",")]
     args.targets = args.targets.split(",")
     return args
 
@@ -433,22 +529,36 @@ def raise_nofile():
         pass
 
 
-def make_targets(args, tmp, base, auth_url):
+CONCURRENCY = 50
+# what each kind of target is measured for
+EVERYTHING = ("login", "idle", "fetch", "fetch_tls")
+
+
+def make_targets(args, tmp, base, auth_url, users):
+    """[(target, what to measure)] in the order of --targets."""
+    cert = targets.make_cert(tmp)
     todo, nginx = [], None
     for name in args.targets:
         if name == "backend":
-            todo.append(base)
+            todo.append((base, ("fetch",)))
         elif name in ("shared", "connection"):
-            todo.append(targets.Imaprelayd(tmp, auth_url, name,
-                                           args.workers, args.proxy_buffer))
-        elif name == "nginx":
-            if targets.Nginx.available():
-                nginx = targets.Nginx(tmp, auth_url, args.workers,
-                                      args.proxy_buffer)
-                todo.append(nginx)
-            else:
+            todo.append((targets.Imaprelayd(tmp, auth_url, name,
+                                            args.workers, cert),
+                         EVERYTHING))
+        elif name in ("nginx", "nginx64k"):
+            if not targets.Nginx.available():
                 log("nginx or its mail module missing (Debian: apt-get "
                     "install nginx-light libnginx-mod-mail); skipped")
+                continue
+            t = targets.Nginx(tmp, auth_url, args.workers, cert,
+                              "64k" if name == "nginx64k" else None)
+            nginx = nginx or t
+            todo.append((t, EVERYTHING if name == "nginx" else
+                         ("fetch_tls",)))
+        elif name in ("dovecot-per-login", "dovecot-shared"):
+            todo.append((targets.DovecotProxy(tmp, name.split("-", 1)[1],
+                                              base.port, users, cert,
+                                              args.workers), EVERYTHING))
         else:
             raise SystemExit("unknown target %r" % name)
     return todo, nginx
@@ -470,16 +580,18 @@ def run(args, stack):
     else:
         base = start_dovecot(stack, args)
     authd, auth_url = start_authd(stack, base.port)
-    todo, nginx = make_targets(args, tmp, base, auth_url)
+    todo, nginx = make_targets(args, tmp, base, auth_url,
+                               dovecot.all_users())
     info = machine_info(base, nginx)
     results = []
-    for t in todo:
+    for t, what in todo:
         # what the target makes the others spend: the backend and the
         # auth service (the backend alone has nobody else)
         others = [authd.pid] if t is base else [base.pid, authd.pid]
         with t:
-            log("%s on port %d, pid %d" % (t.name, t.port, t.roots()[0]))
-            results.append(measure(stack, t, others, args))
+            log("%s on ports %s/%s, pid %d" % (t.name, t.port, t.tls_port,
+                                               t.roots()[0]))
+            results.append(measure(stack, t, others, args, what))
     return report(results, info, args), results, info
 
 

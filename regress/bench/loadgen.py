@@ -4,6 +4,8 @@
     loadgen.py login --port P --sessions N --concurrency C [--procs K]
     loadgen.py fetch --port P --user U --password W --sessions S --repeat R
     loadgen.py idle  --port P --sessions N --concurrency C
+    loadgen.py greet --port P --connections N
+    (each with --tls: implicit TLS, a full handshake per connection)
 
 login: N sessions of connect / greeting / LOGIN / SELECT INBOX / LOGOUT,
 C at a time, spread over K processes, each an asyncio loop (one Python
@@ -18,6 +20,13 @@ FETCH 1 BODY.PEEK[]; prints bytes and wall time.
 idle: opens N logged-in sessions, prints "ready OK ERR", holds them
 until a line (or EOF) on stdin, then logs them out.
 
+greet: opens N connections at once and reads each greeting; prints
+the slowest and the median time from connect to greeting.
+
+--tls: TLS from the first byte, certificate not verified (its cost is
+the client's), no session resumption: every connection makes a full
+handshake.
+
 The users are the regress harness's load users u0..u199 (passwords
 pw-0...), used round-robin; Dovecot lets a user log in many times.
 """
@@ -28,6 +37,7 @@ import json
 import multiprocessing
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -38,6 +48,14 @@ from lib import dovecot  # noqa: E402
 
 HOST = "127.0.0.1"
 TIMEOUT = 60
+TLS = None      # an SSLContext with --tls
+
+
+def tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 class ImapError(Exception):
@@ -67,7 +85,7 @@ async def open_session(port, i):
     """Connect, greeting, LOGIN, SELECT INBOX: (reader, writer, t0,
     greeting time, login time)."""
     t0 = time.monotonic()
-    reader, writer = await asyncio.open_connection(HOST, port)
+    reader, writer = await asyncio.open_connection(HOST, port, ssl=TLS)
     try:
         greeting = await reader.readline()
         if not greeting.startswith(b"* OK"):
@@ -211,6 +229,8 @@ class Conn:
     def __init__(self, port):
         self.sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        if TLS is not None:
+            self.sock = TLS.wrap_socket(self.sock)
         self.buf = b""
         self.scratch = bytearray(1 << 20)
 
@@ -295,6 +315,34 @@ def cmd_fetch(args):
                       "fetch_max": max(times, default=None)}), flush=True)
 
 
+async def greet_one(port):
+    t0 = time.monotonic()
+    reader, writer = await asyncio.open_connection(HOST, port, ssl=TLS)
+    try:
+        line = await reader.readline()
+        if not line.startswith(b"* OK"):
+            raise ImapError("greeting %r" % line[:80])
+        return time.monotonic() - t0
+    finally:
+        writer.close()
+
+
+async def greet_main(args):
+    done = await asyncio.gather(*(asyncio.wait_for(greet_one(args.port),
+                                                   TIMEOUT)
+                                  for _ in range(args.connections)),
+                                return_exceptions=True)
+    times = [d for d in done if not isinstance(d, BaseException)]
+    errors = [repr(d) for d in done if isinstance(d, BaseException)]
+    print(json.dumps({"done": len(times), "errors": len(errors),
+                      "messages": errors[:5], "max": max(times, default=None),
+                      "p50": pct(times, 50)}), flush=True)
+
+
+def cmd_greet(args):
+    asyncio.run(greet_main(args))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -316,7 +364,16 @@ def main(argv=None):
     p.add_argument("--sessions", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=32)
     p.set_defaults(func=cmd_idle)
+    p = sub.add_parser("greet")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--connections", type=int, default=100)
+    p.set_defaults(func=cmd_greet)
+    for p in sub.choices.values():
+        p.add_argument("--tls", action="store_true")
     args = ap.parse_args(argv)
+    global TLS
+    if args.tls:
+        TLS = tls_context()
     try:
         args.func(args)
     except KeyboardInterrupt:
