@@ -103,7 +103,8 @@ class Detached(DaemonTestCase):
 
     def detached(self, **kw):
         port = util.free_port()
-        top = {"error_log": os.path.join(self.tmp, "error.log"),
+        # info: the session and reopen lines (nginx's default is error)
+        top = {"error_log": (os.path.join(self.tmp, "error.log"), "info"),
                "pid": os.path.join(self.tmp, "imaprelayd.pid")}
         top.update(kw.pop("top", {}))
         d = DetachedDaemon(self.tmp, self.config(port=port, top=top, **kw),
@@ -157,7 +158,7 @@ class Detached(DaemonTestCase):
         mark = d.mark()
         port = d.port
         d.write_config(self.config(port=port, top={
-            "error_log": d.log_path, "pid": d.pid_path},
+            "error_log": (d.log_path, "info"), "pid": d.pid_path},
             server={"server_name": "reloaded.example"}))
         d.signal(signal.SIGHUP)
         d.wait_for_log(r"reloaded configuration from %s$"

@@ -265,6 +265,7 @@ auth_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_CFG_AUTH_HEADER:
 	case IMSG_CFG_LISTEN:
 	case IMSG_CFG_AUTH_TLS:
+	case IMSG_CFG_LOG:
 	case IMSG_CFG_DONE:
 		if (newconf == NULL && (newconf = config_new()) == NULL)
 			fatal("config_new");
@@ -291,8 +292,7 @@ auth_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 		auth_check_drain();
 		break;
 	case IMSG_CTL_LOG_FD:
-		if ((cfd = imsg_get_fd(imsg)) != -1)
-			log_replacefd(cfd);
+		log_recvfd(imsg);
 		break;
 	case IMSG_CTL_VERBOSE:
 		if (imsg_get_data(imsg, &verbose, sizeof(verbose)) == -1)
@@ -548,6 +548,7 @@ auth_req_start(struct auth_req *r)
 	struct in6_addr	 in6;
 	size_t		 len = r->hdr.salt_len;
 
+	log_select(r->hdr.server_id);
 #ifdef REGRESS_TRIGGERS
 	if (strncmp(r->user, "xregress-", 9) == 0) {
 		struct auth_result	 res;
@@ -1021,6 +1022,7 @@ auth_req_done(struct auth_req *r, CURLcode rc)
 	long			 oserr = 0;
 	int			 st;
 
+	log_select(r->hdr.server_id);
 	auth_req_where(r, rc);
 	if (rc != CURLE_OK) {
 		if (r->hdr_error)
@@ -1115,6 +1117,7 @@ auth_req_wait(int fd, short event, void *arg)
 	struct auth_req		*r = arg;
 	struct auth_result	 res;
 
+	log_select(r->hdr.server_id);
 	r->waiting = 0;
 	if (r->delayed) {
 		res = r->held;

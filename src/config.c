@@ -1,10 +1,28 @@
 /*
+ * Copyright (c) 2025 The imaprelayd authors
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+
+/*
  * config.c: configuration objects, and how the parent hands them to
  * its children over imsg.
  *
  * Order on the wire: IMSG_CFG_GLOBAL, then every IMSG_CFG_SERVER with
  * its IMSG_CFG_AUTH_HEADERs, then (imap workers only) every
- * IMSG_CFG_LISTEN with a socket, then IMSG_CFG_DONE.  Payloads are the
+ * IMSG_CFG_LISTEN with a socket, then an IMSG_CFG_LOG per error_log
+ * destination with its descriptor, then IMSG_CFG_DONE.  Payloads are the
  * structs themselves with their list heads and pointers zeroed; the
  * receiver checks every length and terminates every string itself.
  */
@@ -13,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/queue.h>
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -29,6 +48,27 @@
 #define TERMINATE(a)	((a)[sizeof(a) - 1] = '\0')
 
 static void	config_purge(struct config *);
+static void	send_logs(struct imsgev *, struct config *);
+
+/* a destination of nginx's defaults: error level, syslog local7 */
+void
+log_dest_init(struct log_dest *dest, int level)
+{
+	memset(dest, 0, sizeof(*dest));
+	dest->level = level;
+	dest->facility = 23;
+	strlcpy(dest->tag, "imaprelayd", sizeof(dest->tag));
+	dest->fd = -1;
+}
+
+/* the descriptors the parent opened for a configuration's logs */
+static void
+log_dest_close(struct log_dest *dest)
+{
+	if (dest->fd != -1)
+		close(dest->fd);
+	dest->fd = -1;
+}
 
 struct config *
 config_new(void)
@@ -44,8 +84,9 @@ config_new(void)
 	conf->spare_workers = 4;
 	conf->template_max_forks = 1000;
 	conf->template_max_age_ms = 3600 * 1000;
-	conf->error_log[0] = '\0';	/* syslog */
-	conf->log_level = LOG_ERR;	/* nginx's default "error" */
+	/* no error_log: syslog(3), info and above (nginx has a file) */
+	log_dest_init(&conf->error_log, LOG_INFO);
+	conf->daemonize = 1;
 	conf->pid[0] = '\0';		/* no pid file */
 	TAILQ_INIT(&conf->servers);
 	TAILQ_INIT(&conf->listens);
@@ -80,8 +121,10 @@ config_purge(struct config *conf)
 		freezero(pem->data, pem->len + 1);
 		free(pem);
 	}
+	log_dest_close(&conf->error_log);
 	while ((srv = TAILQ_FIRST(&conf->servers)) != NULL) {
 		TAILQ_REMOVE(&conf->servers, srv, entry);
+		log_dest_close(&srv->error_log);
 		server_free(srv);
 	}
 	while ((lc = TAILQ_FIRST(&conf->listens)) != NULL) {
@@ -116,6 +159,7 @@ config_server_new(struct config *conf)
 		strlcpy(srv->server_name, "localhost",
 		    sizeof(srv->server_name));
 	TERMINATE(srv->server_name);
+	log_dest_init(&srv->error_log, LOG_ERR);
 	srv->timeout_ms = 60 * 1000;
 	srv->proxy_timeout_ms = 24 * 3600 * 1000;
 	srv->auth_http_timeout_ms = 60 * 1000;
@@ -160,6 +204,7 @@ config_server_drop(struct config *conf, struct server_conf *srv)
 		free(lc);
 	}
 	TAILQ_REMOVE(&conf->servers, srv, entry);
+	log_dest_close(&srv->error_log);
 	server_free(srv);
 }
 
@@ -283,7 +328,53 @@ config_send(struct imsgev *iev, struct config *conf, int with_listeners)
 			if (atls_pem(pem))
 				send_pem(iev, pem);
 	}
+	send_logs(iev, conf);
 	compose(iev, IMSG_CFG_DONE, -1, NULL, 0);
+}
+
+/* a copy of a destination's descriptor, or -1: syslog(3), or none */
+static int
+log_dest_dup(struct log_dest *dest)
+{
+	int	 fd;
+
+	if (dest->fd == -1)
+		return (-1);
+	if ((fd = fcntl(dest->fd, F_DUPFD_CLOEXEC, 0)) == -1)
+		fatal("%s: dup", __func__);
+	return (fd);
+}
+
+/* every error_log: the main one (0), then each server's own */
+static void
+send_logs(struct imsgev *iev, struct config *conf)
+{
+	struct server_conf	*srv;
+	uint32_t		 id = 0;
+
+	compose(iev, IMSG_CFG_LOG, log_dest_dup(&conf->error_log), &id,
+	    sizeof(id));
+	TAILQ_FOREACH(srv, &conf->servers, entry)
+		if (srv->error_log_set)
+			compose(iev, IMSG_CFG_LOG,
+			    log_dest_dup(&srv->error_log), &srv->id,
+			    sizeof(srv->id));
+}
+
+/* what the parent sent: its descriptor numbers mean nothing here */
+static void
+log_dest_sane(struct log_dest *dest)
+{
+	TERMINATE(dest->file);
+	TERMINATE(dest->syslog_server);
+	TERMINATE(dest->tag);
+	if (dest->level < LOG_EMERG || dest->level > LOG_DEBUG)
+		dest->level = LOG_ERR;
+	if (dest->facility < 0 || dest->facility > 23)
+		dest->facility = 23;
+	if (dest->syslog_sslen > sizeof(dest->syslog_ss))
+		dest->syslog_sslen = 0;
+	dest->fd = -1;
 }
 
 static void
@@ -296,8 +387,9 @@ recv_global(struct config *conf, struct imsg *imsg)
 	/* a new configuration replaces the old one entirely */
 	config_purge(conf);
 	TERMINATE(c.user);
-	TERMINATE(c.error_log);
 	TERMINATE(c.pid);
+	TERMINATE(c.hostname);
+	log_dest_sane(&c.error_log);
 	c.servers = conf->servers;
 	c.listens = conf->listens;
 	*conf = c;
@@ -355,6 +447,7 @@ recv_server(struct config *conf, struct imsg *imsg)
 	}
 	TERMINATE(srv->ccert_ca_file);
 	TERMINATE(srv->ccert_trusted_file);
+	log_dest_sane(&srv->error_log);
 	/* nonsense from the parent: no TLS rather than an overrun */
 	if (srv->tls_npairs < 0 || srv->tls_npairs > TLS_MAX_PAIRS)
 		srv->tls_npairs = 0;
@@ -447,6 +540,23 @@ recv_pem(struct config *conf, struct imsg *imsg)
 	explicit_bzero(imsg->data, len);
 }
 
+/* an error_log destination and its descriptor: logging goes there */
+static void
+recv_log(struct config *conf, struct imsg *imsg)
+{
+	struct server_conf	*srv = NULL;
+	uint32_t		 id;
+	int			 fd = imsg_get_fd(imsg);
+
+	if (imsg_get_data(imsg, &id, sizeof(id)) == -1 ||
+	    (id != 0 && ((srv = config_server_byid(conf, id)) == NULL ||
+	    !srv->error_log_set)))
+		fatalx("%s: bad error_log", __func__);
+	if (id == 0)
+		log_sethostname(conf->hostname);
+	log_setdest(id, srv != NULL ? &srv->error_log : &conf->error_log, fd);
+}
+
 /* one IMSG_CFG_* message; 1 once the configuration is complete */
 int
 config_recv(struct config *conf, struct imsg *imsg)
@@ -468,6 +578,9 @@ config_recv(struct config *conf, struct imsg *imsg)
 	case IMSG_CFG_TLS_KEY:
 	case IMSG_CFG_AUTH_TLS:
 		recv_pem(conf, imsg);
+		break;
+	case IMSG_CFG_LOG:
+		recv_log(conf, imsg);
 		break;
 	case IMSG_CFG_DONE:
 		if (imsg_get_len(imsg) != 0)

@@ -140,6 +140,7 @@ imap_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_CFG_LISTEN:
 	case IMSG_CFG_TLS_CERT:
 	case IMSG_CFG_TLS_KEY:
+	case IMSG_CFG_LOG:
 	case IMSG_CFG_DONE:
 		if (config_recv(imap_conf, imsg) == 1)
 			imap_configure();
@@ -159,8 +160,7 @@ imap_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 		imap_shutdown();
 		break;
 	case IMSG_CTL_LOG_FD:
-		if ((v = imsg_get_fd(imsg)) != -1)
-			log_replacefd(v);
+		log_recvfd(imsg);
 		break;
 	case IMSG_CTL_VERBOSE:
 		if (imsg_get_data(imsg, &v, sizeof(v)) == -1)
@@ -546,6 +546,7 @@ imap_accept(int fd, short event, void *arg)
 	struct timeval		 tv = { 1, 0 };
 	int			 cfd;
 
+	log_select(0);
 	if ((cfd = accept4(fd, (struct sockaddr *)&ss, &len,
 	    SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1) {
 		if (errno == EMFILE || errno == ENFILE) {
@@ -651,6 +652,7 @@ conn_verdict(struct imsg *imsg)
 			break;
 	if (s == NULL)
 		return;
+	log_select(s->conf->id);
 	if (v.admit) {
 		session_begin(s);
 		return;

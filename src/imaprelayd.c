@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <netinet/in.h>
@@ -25,9 +26,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <paths.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +106,6 @@ static int		 verbose;
 #define UNIX_PATHS_MAX		16
 static char		*unix_paths[UNIX_PATHS_MAX + 1];
 static int		 nunix_paths;
-static int		 log_fd = -1;
 static int		 shutting_down;
 static int		 started;	/* "startup" logged */
 static int		 ready_fd = -1;	/* daemonize: tells the first process */
@@ -389,60 +391,215 @@ listen_close_all(struct config *conf)
 	}
 }
 
-/* 1: a new descriptor in log_fd, 0: none to open, -1: failed */
-static int
-open_error_log(struct config *conf)
-{
-	int	 fd;
+/*
+ * Logs.  The parent opens every error_log of a configuration -- files,
+ * stderr, sockets connected to syslog servers -- and each child gets a
+ * copy of the descriptors with its configuration: children never open
+ * anything.
+ */
 
-	if (debug || conf->error_log[0] == '\0' ||
-	    strncmp(conf->error_log, "syslog", 6) == 0)
-		return (0);
-	if (strcmp(conf->error_log, "stderr") == 0)
-		fd = dup(STDERR_FILENO);
-	else
-		fd = open(conf->error_log, O_WRONLY | O_APPEND | O_CREAT |
-		    O_CLOEXEC, 0640);
-	if (fd == -1) {
-		log_warn("error_log %s", conf->error_log);
-		return (-1);
-	}
-	if (log_fd != -1)
-		close(log_fd);
-	log_fd = fd;
-	log_setfd(fd);
-	return (1);
+/*
+ * What the operator must hear at start, before the daemon leaves the
+ * terminal: on stderr as well as in the log.
+ */
+static void
+start_warning(const char *fmt, ...)
+{
+	char	 msg[1024];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!debug && !started)
+		fprintf(stderr, "imaprelayd: %s\n", msg);
+	log_warning("%s", msg);
+}
+
+/* syslog(3) writes to /dev/log: without it every line is lost, silently */
+static void
+syslog_check(struct config *conf)
+{
+	struct sockaddr_un	 sun;
+	int			 fd;
+
+	if (conf->error_log.file[0] != '\0' ||
+	    conf->error_log.syslog_server[0] != '\0')
+		return;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strlcpy(sun.sun_path, _PATH_LOG, sizeof(sun.sun_path));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		start_warning("syslog: %s: %s: log lines are lost; set "
+		    "error_log (a file, or syslog:server=) or run with -d",
+		    _PATH_LOG, strerror(errno));
+	close(fd);
 }
 
 /*
- * Children cannot open files: each gets a copy of the parent's new
- * error_log descriptor and closes its old one.
+ * Descriptors: a session holds two (client and backend) in its worker,
+ * and with isolation connection the parent and the auth process hold
+ * one per worker.  worker_rlimit_nofile sets the limit, as nginx's
+ * does; otherwise the daemon raises it to fit worker_processes x
+ * worker_connections x 2 and a margin, or says it cannot.
  */
+#define NOFILE_MARGIN	64
+
 static void
-children_send_log_fd(void)
+raise_nofile(struct config *conf)
+{
+	struct rlimit	 rl;
+	rlim_t		 want;
+
+	want = conf->rlimit_nofile != 0 ? conf->rlimit_nofile :
+	    (rlim_t)worker_count(conf) * conf->worker_connections * 2 +
+	    NOFILE_MARGIN;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit");
+		return;
+	}
+	if (rl.rlim_cur == want || (conf->rlimit_nofile == 0 &&
+	    rl.rlim_cur >= want))
+		return;
+	rl.rlim_cur = want;
+	if (rl.rlim_max < want)
+		rl.rlim_max = want;	/* root may raise the hard limit */
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		log_info("RLIMIT_NOFILE %llu", (unsigned long long)want);
+		return;
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	start_warning("cannot raise RLIMIT_NOFILE to %llu (hard limit %llu): "
+	    "about %llu clients can be served, not %llu; raise the hard limit "
+	    "(ulimit -Hn, LimitNOFILE=) or set worker_rlimit_nofile",
+	    (unsigned long long)want, (unsigned long long)rl.rlim_max,
+	    (unsigned long long)(rl.rlim_max > NOFILE_MARGIN ?
+	    (rl.rlim_max - NOFILE_MARGIN) / 2 : 0),
+	    (unsigned long long)worker_count(conf) *
+	    conf->worker_connections);
+}
+
+/* one destination; 0, or -1 with the reason said if it cannot be */
+static int
+log_dest_open(struct log_dest *dest)
+{
+	int	 fd;
+
+	if (dest->syslog_server[0] != '\0') {
+		if ((fd = socket(dest->syslog_ss.ss_family, SOCK_DGRAM |
+		    SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) == -1 ||
+		    connect(fd, (struct sockaddr *)&dest->syslog_ss,
+		    dest->syslog_sslen) == -1) {
+			/* as nginx: not fatal, the lines are lost */
+			start_warning("error_log syslog:server=%s: %s: its log "
+			    "lines are lost", dest->syslog_server,
+			    strerror(errno));
+			if (fd != -1)
+				close(fd);
+			fd = -1;
+		}
+	} else if (dest->file[0] == '\0')
+		fd = -1;	/* syslog(3) */
+	else if (strcmp(dest->file, "stderr") == 0)
+		fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+	else if ((fd = open(dest->file, O_WRONLY | O_APPEND | O_CREAT |
+	    O_CLOEXEC, 0640)) == -1) {
+		log_warn("error_log %s", dest->file);
+		return (-1);
+	}
+	if (dest->fd != -1)
+		close(dest->fd);
+	dest->fd = fd;
+	return (0);
+}
+
+/* every error_log of a configuration: the main one, each server's */
+static int
+logs_open(struct config *conf)
+{
+	struct server_conf	*srv;
+
+	if (log_dest_open(&conf->error_log) == -1)
+		return (-1);
+	TAILQ_FOREACH(srv, &conf->servers, entry)
+		if (srv->error_log_set && log_dest_open(&srv->error_log) == -1)
+			return (-1);
+	return (0);
+}
+
+/* the parent's own lines go to the main error_log (not with -d) */
+static void
+logs_use(struct config *conf)
+{
+	int	 fd = -1;
+
+	if (debug)
+		return;
+	log_sethostname(conf->hostname);
+	if (conf->error_log.fd != -1 &&
+	    (fd = fcntl(conf->error_log.fd, F_DUPFD_CLOEXEC, 0)) == -1)
+		fatal("%s: dup", __func__);
+	log_setdest(0, &conf->error_log, fd);
+}
+
+/* a copy of a destination reopened, to every child that uses it */
+static void
+children_send_log(struct generation *gen, uint32_t id,
+    struct log_dest *dest)
 {
 	struct child	*c;
 	int		 fd;
 
-	if (log_fd == -1)
-		return;
 	TAILQ_FOREACH(c, &children, entry) {
-		if ((fd = fcntl(log_fd, F_DUPFD_CLOEXEC, 0)) == -1) {
+		if (c->gen != gen)
+			continue;
+		if ((fd = fcntl(dest->fd, F_DUPFD_CLOEXEC, 0)) == -1) {
 			log_warn("%s: dup", __func__);
 			return;
 		}
-		imsgev_compose(&c->iev, IMSG_CTL_LOG_FD, 0, fd, NULL, 0);
+		imsgev_compose(&c->iev, IMSG_CTL_LOG_FD, 0, fd, &id,
+		    sizeof(id));
 	}
 }
 
-/* SIGUSR1, as nginx: logrotate moved the file away, write a new one */
+static int
+reopen_log(struct generation *gen, uint32_t id, struct log_dest *dest)
+{
+	if (log_dest_open(dest) == -1)
+		return (-1);
+	if (dest->fd != -1)
+		children_send_log(gen, id, dest);
+	return (0);
+}
+
+/*
+ * SIGUSR1, as nginx: logrotate moved the files away, write new ones.
+ * Every generation's: children draining an old one log too.
+ */
 static void
 parent_reopen_logs(void)
 {
-	if (current == NULL || open_error_log(current->conf) != 1)
-		return;
-	children_send_log_fd();
-	log_info("reopened error_log %s", current->conf->error_log);
+	struct generation	*gen;
+	struct server_conf	*srv;
+
+	TAILQ_FOREACH(gen, &generations, entry) {
+		if (reopen_log(gen, 0, &gen->conf->error_log) == -1)
+			continue;
+		TAILQ_FOREACH(srv, &gen->conf->servers, entry)
+			if (srv->error_log_set)
+				reopen_log(gen, srv->id, &srv->error_log);
+	}
+	if (current != NULL)
+		logs_use(current->conf);
+	if (current != NULL && current->conf->error_log.file[0] != '\0')
+		log_info("reopened error_log %s", current->conf->error_log.file);
+	else
+		log_info("reopened error_log");
 }
 
 static void
@@ -557,7 +714,7 @@ static pid_t
 child_exec(enum child_kind kind, int chan, struct config *conf)
 {
 	char	*argv[12 + 2 * UNIX_PATHS_MAX];
-	int	 argc = 0, i;
+	int	 argc = 0, i, logfd;
 
 	/*
 	 * A short argv[0]: libbsd's setproctitle() marks a title shorter
@@ -571,14 +728,17 @@ child_exec(enum child_kind kind, int chan, struct config *conf)
 	argv[argc++] = conf->user;
 	if (debug)
 		argv[argc++] = "-d";
-	if (log_fd != -1)
+	/* a file: the child logs there before its configuration comes */
+	logfd = conf->error_log.file[0] != '\0' &&
+	    conf->error_log.syslog_server[0] == '\0' ? conf->error_log.fd : -1;
+	if (logfd != -1)
 		argv[argc++] = "-L";
 	for (i = 0; i < verbose && i < 2; i++)
 		argv[argc++] = "-v";
 	if (kind == CHILD_AUTH)
 		argc = unix_path_args(conf, argv, argc);
 	argv[argc] = NULL;
-	return (proc_exec(self_path, argv, chan, log_fd));
+	return (proc_exec(self_path, argv, chan, logfd));
 }
 
 static struct child *
@@ -837,7 +997,7 @@ parent_admission(void)
 			spare_admit(c, over ? ADMIT_REFUSE : ADMIT_PAUSE);
 	}
 	if (over && !overloaded)
-		log_warnx("%d clients: at the cap, new clients are refused",
+		log_warning("%d clients: at the cap, new clients are refused",
 		    active_sessions());
 	overloaded = over;
 }
@@ -1377,7 +1537,7 @@ parent_reload(void)
 		log_warnx("reload failed, keeping the running configuration");
 		return;
 	}
-	if (ctls_check(conf) == -1) {
+	if (ctls_check(conf) == -1 || logs_open(conf) == -1) {
 		log_warnx("reload failed, keeping the running configuration");
 		config_free(conf);
 		return;
@@ -1391,8 +1551,7 @@ parent_reload(void)
 		return;
 	}
 	listen_close_all(old->conf);
-	if (open_error_log(conf) == 1)
-		children_send_log_fd();
+	logs_use(conf);
 	current = generation_new(conf);
 	overloaded = 0;
 	generation_fill(current);
@@ -1578,7 +1737,7 @@ parent_sig_handler(int sig, short event, void *arg)
 		parent_reopen_logs();
 		break;
 	case SIGUSR2:
-		log_warnx("SIGUSR2: no binary upgrade here, ignored");
+		log_warning("SIGUSR2: no binary upgrade here, ignored");
 		break;
 	case SIGCHLD:
 		parent_reap();
@@ -1591,7 +1750,7 @@ static int
 check_user(struct config *conf, int noaction)
 {
 	if (!noaction && geteuid() != 0) {
-		log_warnx("running as an unprivileged user: no chroot and no "
+		log_warning("running as an unprivileged user: no chroot and no "
 		    "privilege drop for the children");
 		return (0);
 	}
@@ -1705,8 +1864,14 @@ main(int argc, char *argv[])
 
 	log_init(debug, LOG_DAEMON);
 	log_setverbose(verbose + debug);
-	open_error_log(conf);
+	if (logs_open(conf) == -1)
+		exit(1);
 	if (!debug)
+		syslog_check(conf);
+	raise_nofile(conf);
+	logs_use(conf);
+	/* daemon off, as nginx's: the foreground, logging as configured */
+	if (!debug && conf->daemonize)
 		daemonize();
 	setproctitle("parent");
 	write_pidfile(conf);

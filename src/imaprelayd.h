@@ -77,6 +77,25 @@ enum ptls_mode {
 #define ATLS_PEM_CLIENT		0x201	/* auth_http_certificate (+ _key) */
 #define ATLS_KEY_FLAG		0x1000	/* IMSG_CFG_AUTH_TLS: the key */
 
+/*
+ * error_log: a file, "stderr", or syslog.  The parent opens it and
+ * hands every child a copy of the descriptor (fd); children never open
+ * files.  No file and no syslog server: syslog(3) to /dev/log.
+ */
+#define LOG_TAG_MAX		33	/* RFC 3164: 32 characters */
+struct log_dest {
+	char			 file[PATH_MAX];	/* or "stderr" */
+	int			 level;		/* LOG_EMERG .. LOG_DEBUG */
+	/* syslog:server=...: "unix:/path" or host[:port] (UDP) */
+	char			 syslog_server[NAME_MAX_LEN + 16];
+	struct sockaddr_storage	 syslog_ss;
+	socklen_t		 syslog_sslen;
+	int			 facility;	/* 0 .. 23, local7 */
+	char			 tag[LOG_TAG_MAX];
+	int			 nohostname;
+	int			 fd;		/* parent: opened; else -1 */
+};
+
 enum isolation {
 	ISOLATION_CONNECTION = 0,	/* one worker process per client */
 	ISOLATION_SHARED		/* worker_processes workers, many each */
@@ -143,6 +162,8 @@ struct auth_url {
 struct server_conf {
 	TAILQ_ENTRY(server_conf)	 entry;
 	uint32_t			 id;
+	int				 error_log_set;	/* else the main one */
+	struct log_dest			 error_log;
 	char				 server_name[NAME_MAX_LEN];
 	int				 server_name_set;
 	unsigned int			 timeout_ms;		/* 60s */
@@ -231,8 +252,10 @@ struct config {
 	unsigned int		 template_max_forks;	/* 1000, 0: no limit */
 	unsigned int		 template_max_age_ms;	/* 1h, 0: no limit */
 	unsigned int		 shutdown_timeout_ms;	/* SIGTERM grace, 0: 10s */
-	char			 error_log[PATH_MAX];	/* "" = syslog */
-	int			 log_level;	/* LOG_ERR .. LOG_DEBUG */
+	struct log_dest		 error_log;
+	char			 hostname[NAME_MAX_LEN];	/* for syslog */
+	int			 daemonize;	/* "daemon off": foreground */
+	unsigned int		 rlimit_nofile;	/* worker_rlimit_nofile, 0 */
 	char			 pid[PATH_MAX];
 	struct server_list	 servers;
 	struct listen_list	 listens;
@@ -250,6 +273,8 @@ enum imsg_type {
 	IMSG_CFG_TLS_CERT,	/* struct tls_pem_chunk + bytes (imap only) */
 	IMSG_CFG_TLS_KEY,	/* struct tls_pem_chunk + bytes (imap only) */
 	IMSG_CFG_DONE,
+	IMSG_CFG_LOG,		/* uint32_t server id (0: main) + fd or
+				   none: its error_log destination */
 	IMSG_CFG_AUTH_TLS,	/* struct tls_pem_chunk + bytes (auth only):
 				   ATLS_PEM_*; the key is ATLS_PEM_CLIENT
 				   with pair | ATLS_KEY_FLAG */
@@ -261,7 +286,8 @@ enum imsg_type {
 	IMSG_CTL_VERBOSE,	/* int: log verbosity */
 	IMSG_CTL_TICKET_KEY,	/* parent -> imap: struct ticket_key */
 	IMSG_CTL_SHUTDOWN,	/* parent -> imap: BYE to every session, exit */
-	IMSG_CTL_LOG_FD,	/* fd: error_log reopened (SIGUSR1) */
+	IMSG_CTL_LOG_FD,	/* uint32_t server id (0: main) + fd:
+				   an error_log reopened (SIGUSR1) */
 	/* children -> parent; anything else from a child gets it killed */
 	IMSG_CTL_READY,		/* configured, serving */
 	IMSG_CTL_ACCEPTED,	/* imap: a client session started */
@@ -450,7 +476,11 @@ struct imsgev {
 /* log.c */
 void	log_init(int, int);
 void	log_setfd(int);
-void	log_replacefd(int);
+void	log_sethostname(const char *);
+void	log_setdest(uint32_t, const struct log_dest *, int);
+void	log_replacefd(uint32_t, int);
+void	log_recvfd(struct imsg *);
+void	log_select(uint32_t);
 void	log_procinit(const char *);
 void	log_setverbose(int);
 int	log_getverbose(void);
@@ -475,6 +505,7 @@ void		 config_free(struct config *);
 struct server_conf *config_server_new(struct config *);
 struct server_conf *config_server_byid(struct config *, uint32_t);
 void		 config_server_drop(struct config *, struct server_conf *);
+void		 log_dest_init(struct log_dest *, int);
 struct tls_pem	*config_pem(struct config *, uint32_t, uint32_t, int);
 void		 config_send(struct imsgev *, struct config *, int);
 int		 config_recv(struct config *, struct imsg *);

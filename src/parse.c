@@ -41,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 
 #include <ctype.h>
@@ -139,7 +140,7 @@ struct directive {
 	enum slot		 slot;
 	size_t			 off;	/* of the field in its struct */
 	size_t			 size;	/* of the field; 0: none */
-	size_t			 given;	/* an int set to 1 when given; 0: none */
+	size_t			 given;	/* an int set when given; 0: none */
 	long long		 lo;
 	long long		 hi;
 	const struct keyword	*vals;	/* ends with a NULL name */
@@ -169,6 +170,8 @@ static int	set_user(struct parser *, const struct directive *, void *,
 static int	pair_check(struct parser *, struct psrv *, int);
 static int	set_error_log(struct parser *, const struct directive *, void *,
 		    int, char **);
+static const char *split_hostport(const char *, char *, size_t, char *,
+		    size_t);
 static int	set_include(struct parser *, const struct directive *, void *,
 		    int, char **);
 static int	set_server(struct parser *, const struct directive *, void *,
@@ -243,7 +246,8 @@ static const struct keyword starttls_modes[] = {
 /* nginx's names: its "TLSv1" is TLS 1.0 alone, libtls's all of 1.x */
 static const struct keyword protocols[] = {
 	{ "TLSv1", TLS_PROTOCOL_TLSv1_0 }, { "TLSv1.1", TLS_PROTOCOL_TLSv1_1 },
-	{ "TLSv1.2", TLS_PROTOCOL_TLSv1_2 }, { "TLSv1.3", TLS_PROTOCOL_TLSv1_3 },
+	{ "TLSv1.2", TLS_PROTOCOL_TLSv1_2 },
+	{ "TLSv1.3", TLS_PROTOCOL_TLSv1_3 },
 	/* words nginx knows that libtls cannot offer: value 0 */
 	{ "SSLv2", 0 }, { "SSLv3", 0 }, { NULL, 0 }
 };
@@ -265,8 +269,10 @@ static const struct directive directives[] = {
 	{ "worker_processes",	C_MAIN,	1, 1,	D_GLOBAL,
 	    GLB(S_NUMBER, worker_processes), .lo = 1, .hi = 1024,
 	    .vals = autonum },
-	{ "error_log",		C_ALL,	1, 2,	D_GLOBAL | D_MULTI,
-	    SPECIAL(set_error_log) },
+	/* main: struct config's; mail and server: the server's own */
+	{ "error_log",		C_ALL,	1, 2,	D_MULTI,
+	    SRV(S_SPECIAL, error_log), GIVEN(error_log_set),
+	    .set = set_error_log },
 	{ "pid",		C_MAIN,	1, 1,	D_GLOBAL, GLB(S_STRING, pid) },
 	{ "events",		C_MAIN,	0, 0,	D_GLOBAL | D_BLOCK,
 	    .slot = S_BLOCK, .lo = C_EVENTS },
@@ -285,10 +291,13 @@ static const struct directive directives[] = {
 	    GLB(S_TIME, template_max_age_ms) },
 	{ "include",		C_ANY,	1, 1,	D_GLOBAL | D_MULTI,
 	    SPECIAL(set_include) },
+	/* off: the foreground, logging as error_log says (not -d) */
+	{ "daemon",		C_MAIN,	1, 1,	D_GLOBAL,
+	    GLB(S_FLAG, daemonize) },
+	{ "worker_rlimit_nofile", C_MAIN, 1, 1,	D_GLOBAL,
+	    GLB(S_NUMBER, rlimit_nofile), .lo = 1, .hi = 1048576 },
 	/* nginx main directives that mean nothing here */
-	{ "daemon",		C_MAIN,	1, 1,	D_GLOBAL | D_MULTI, NONE },
 	{ "master_process",	C_MAIN,	1, 1,	D_GLOBAL | D_MULTI, NONE },
-	{ "worker_rlimit_nofile", C_MAIN, 1, 1,	D_GLOBAL | D_MULTI, NONE },
 	{ "load_module",	C_MAIN,	1, 1,	D_GLOBAL | D_MULTI, NONE },
 	{ "pcre_jit",		C_MAIN,	1, 1,	D_GLOBAL | D_MULTI, NONE },
 	/* events */
@@ -481,7 +490,7 @@ struct parser {
 	int			 depth;		/* include nesting */
 	int			 line;		/* of the current statement */
 	int			 ctx;		/* of the current statement */
-	int			 first;		/* its row's first at this level */
+	int			 first;		/* row not yet set at this level */
 	uint32_t		 mainset[SETWORDS];	/* D_GLOBAL rows */
 	struct psrv		 mail;		/* srv not in conf->servers */
 	struct psrv		*cur;		/* the server{} being read */
@@ -883,7 +892,8 @@ directive(struct parser *p, int ctx, int argc, char **argv, int block)
 		    argv[0]);
 		return (-1);
 	}
-	if (d->flags & D_GLOBAL) {
+	/* at the top level a row's value is struct config's */
+	if ((d->flags & D_GLOBAL) || (ctx & (C_MAIN | C_EVENTS))) {
 		set = p->mainset;
 		base = p->conf;
 	} else {
@@ -896,7 +906,7 @@ directive(struct parser *p, int ctx, int argc, char **argv, int block)
 		return (-1);
 	}
 	row_set(set, d);
-	if (d->given != 0)
+	if (d->given != 0 && base != p->conf)
 		*(int *)((char *)base + d->given) = 1;
 	return (d->set != NULL ? d->set(p, d, base, argc, argv) :
 	    set_slot(p, d, base, argc, argv));
@@ -1397,30 +1407,162 @@ set_user(struct parser *p, const struct directive *d, void *base, int argc,
 	return (0);
 }
 
+/*
+ * syslog:server=ADDR[,facility=F][,severity=S][,tag=T][,nohostname],
+ * as nginx reads it: the server a unix: path or host[:port], UDP 514
+ * by default, resolved now; severity is nginx's for access logs and
+ * unused (a line's severity is its level).
+ */
+static int
+syslog_server(struct parser *p, const char *v, struct log_dest *dest)
+{
+	struct sockaddr_un	*sun = (struct sockaddr_un *)&dest->syslog_ss;
+	struct addrinfo		 hints, *res;
+	char			 host[NAME_MAX_LEN], port[8] = "514";
+	const char		*why = NULL;
+	int			 error;
+
+	if (dest->syslog_server[0] != '\0') {
+		perr(p, "duplicate syslog \"server\"");
+		return (-1);
+	}
+	if (strlcpy(dest->syslog_server, v, sizeof(dest->syslog_server)) >=
+	    sizeof(dest->syslog_server))
+		why = "too long";
+	else if (strncmp(v, "unix:", 5) == 0) {
+		sun->sun_family = AF_UNIX;
+		if (v[5] == '\0' || strlcpy(sun->sun_path, v + 5,
+		    sizeof(sun->sun_path)) >= sizeof(sun->sun_path))
+			why = "invalid path";
+		dest->syslog_sslen = sizeof(*sun);
+	} else if (strchr(v, ':') == NULL || (v[0] == '[' &&
+	    strstr(v, "]:") == NULL)) {
+		/* no port: 514 */
+		if (strlcpy(host, v[0] == '[' ? v + 1 : v, sizeof(host)) >=
+		    sizeof(host))
+			why = "invalid host";
+		else if (v[0] == '[')
+			host[strcspn(host, "]")] = '\0';
+	} else
+		why = split_hostport(v, host, sizeof(host), port,
+		    sizeof(port));
+	if (why == NULL && strncmp(v, "unix:", 5) != 0) {
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_DGRAM;
+		hints.ai_flags = AI_NUMERICSERV;
+		if ((error = getaddrinfo(host, port, &hints, &res)) != 0) {
+			perr(p, "host \"%s\" of syslog server not found: %s",
+			    host, gai_strerror(error));
+			return (-1);
+		}
+		/* as nginx: the first address */
+		memcpy(&dest->syslog_ss, res->ai_addr, res->ai_addrlen);
+		dest->syslog_sslen = res->ai_addrlen;
+		freeaddrinfo(res);
+	}
+	if (why != NULL) {
+		perr(p, "%s in syslog server \"%s\"", why, v);
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+syslog_params(struct parser *p, char *v, struct log_dest *dest)
+{
+	static const char	*facilities[] = { "kern", "user", "mail",
+				    "daemon", "auth", "intern", "lpr", "news",
+				    "uucp", "clock", "authpriv", "ftp", "ntp",
+				    "audit", "alert", "cron", "local0",
+				    "local1", "local2", "local3", "local4",
+				    "local5", "local6", "local7" };
+	char			*param;
+	int			 facility = -1, severity = 0, tag = 0;
+	size_t			 i;
+
+	while ((param = strsep(&v, ",")) != NULL) {
+		if (strncmp(param, "server=", 7) == 0) {
+			if (syslog_server(p, param + 7, dest) == -1)
+				return (-1);
+		} else if (strncmp(param, "facility=", 9) == 0) {
+			for (i = 0; i < NITEMS(facilities); i++)
+				if (strcmp(param + 9, facilities[i]) == 0)
+					break;
+			if (facility != -1 || i == NITEMS(facilities)) {
+				perr(p, facility != -1 ? "duplicate syslog "
+				    "\"facility\"" : "unknown syslog facility "
+				    "\"%s\"", param + 9);
+				return (-1);
+			}
+			dest->facility = facility = i;
+		} else if (strncmp(param, "severity=", 9) == 0) {
+			if (severity++ || loglevel(param + 9) == -1) {
+				perr(p, severity > 1 ? "duplicate syslog "
+				    "\"severity\"" : "unknown syslog severity "
+				    "\"%s\"", param + 9);
+				return (-1);
+			}
+		} else if (strncmp(param, "tag=", 4) == 0) {
+			if (tag++) {
+				perr(p, "duplicate syslog \"tag\"");
+				return (-1);
+			}
+			/* RFC 3164: at most 32 alphanumeric characters */
+			if (strlen(param + 4) >= sizeof(dest->tag)) {
+				perr(p, "syslog tag length exceeds 32");
+				return (-1);
+			}
+			if (strspn(param + 4, LETTERS "0123456789_") !=
+			    strlen(param + 4)) {
+				perr(p, "syslog \"tag\" only allows "
+				    "alphanumeric characters and underscore");
+				return (-1);
+			}
+			strlcpy(dest->tag, param + 4, sizeof(dest->tag));
+		} else if (strcmp(param, "nohostname") == 0)
+			dest->nohostname = 1;
+		else {
+			perr(p, "unknown syslog parameter \"%s\"", param);
+			return (-1);
+		}
+	}
+	if (dest->syslog_server[0] == '\0') {
+		perr(p, "no syslog server specified");
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * error_log FILE|stderr|syslog:... [LEVEL], at every level as nginx:
+ * the top level's is the daemon's, a server's (or mail's, inherited)
+ * gets the lines of its sessions.  Given twice, the last one is used.
+ */
 static int
 set_error_log(struct parser *p, const struct directive *d, void *base,
     int argc, char **argv)
 {
-	struct config	*conf = p->conf;
-	int		 lvl = LOG_ERR;
+	struct log_dest	*dest, tmp;
+	char		 v[TOKEN_MAX];
 
-	if (argc == 3 && (lvl = loglevel(argv[2])) == -1)
+	dest = base == p->conf ? &p->conf->error_log :
+	    &((struct server_conf *)base)->error_log;
+	log_dest_init(&tmp, LOG_ERR);
+	if (argc == 3 && (tmp.level = loglevel(argv[2])) == -1)
 		return (badvalue(p, argv, argv[2]));
-	if (p->ctx != C_MAIN) {
-		/* nginx allows one per server; we have one for all */
-		log_warnx("%s:%d: \"error_log\" is only used at the top "
-		    "level, ignored here", p->f->name, p->line);
-		return (0);
-	}
-	/* several error_log lines are fine in nginx: the last one wins */
-	if (strncmp(argv[1], "syslog:", 7) == 0)
-		conf->error_log[0] = '\0';
-	else if (strncmp(argv[1], "memory:", 7) == 0)
+	if (strncmp(argv[1], "syslog:", 7) == 0) {
+		strlcpy(v, argv[1] + 7, sizeof(v));
+		if (syslog_params(p, v, &tmp) == -1)
+			return (-1);
+	} else if (strncmp(argv[1], "memory:", 7) == 0) {
+		perr(p, "\"error_log memory:\" is for nginx's debugging "
+		    "builds only");
+		return (-1);
+	} else if (argv[1][0] == '\0' || strlcpy(tmp.file, argv[1],
+	    sizeof(tmp.file)) >= sizeof(tmp.file))
 		return (badvalue(p, argv, argv[1]));
-	else if (argv[1][0] == '\0' || strlcpy(conf->error_log, argv[1],
-	    sizeof(conf->error_log)) >= sizeof(conf->error_log))
-		return (badvalue(p, argv, argv[1]));
-	conf->log_level = lvl;
+	*dest = tmp;
 	return (0);
 }
 
@@ -2581,6 +2723,11 @@ parse_config(const char *file)
 	memset(&p, 0, sizeof(p));
 	TAILQ_INIT(&p.psrvs);
 	p.conf = config_new();
+	/* for syslog:server= lines: children cannot ask the system */
+	if (gethostname(p.conf->hostname, sizeof(p.conf->hostname)) == -1)
+		strlcpy(p.conf->hostname, "localhost",
+		    sizeof(p.conf->hostname));
+	p.conf->hostname[sizeof(p.conf->hostname) - 1] = '\0';
 	/* the mail{} level: a server's defaults, kept off the list */
 	p.mail.srv = config_server_new(p.conf);
 	TAILQ_REMOVE(&p.conf->servers, p.mail.srv, entry);

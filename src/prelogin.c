@@ -656,6 +656,7 @@ auth_result(struct imsg *imsg)
 		if (s->state == S_AUTH_WAIT && s->auth_id == res.id)
 			break;
 	if (s != NULL) {
+		log_select(s->conf->id);
 		s->auth_id = 0;
 		s->auth_ms = now_ms() - s->auth_start_ms;
 		switch (res.status) {

@@ -177,6 +177,8 @@ proc_dispatch(int fd, short event, void *arg)
 		}
 		if (n == 0)
 			break;
+		/* the process's own lines; a session's handler says whose */
+		log_select(0);
 		if (peer->dispatch(iev, &imsg) == -1) {
 			proc_refuse(iev, &imsg);
 			imsg_free(&imsg);

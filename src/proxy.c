@@ -167,7 +167,7 @@ backend_unreachable(struct session *s, const char *call, int err)
 	if (i == 0 || i >= ha->n)
 		return (backend_fail(s, "backend %s: %s: %s", s->backend, call,
 		    strerror(err)));
-	log_warnx("backend %s: %s: %s, trying the next address of %s",
+	log_warning("backend %s: %s: %s, trying the next address of %s",
 	    s->backend, call, strerror(err), s->conf->proxy_pass_name);
 	if (s->bfd != -1) {
 		event_del(&s->ev_bread);
@@ -241,6 +241,7 @@ proxy_backend_write(int fd, short event, void *arg)
 	socklen_t	 len = sizeof(int);
 	int		 err = 0;
 
+	log_select(s->conf->id);
 	if (s->btls_state == TLSS_HANDSHAKE) {
 		backend_tls_step(s);
 		return;
@@ -285,6 +286,7 @@ proxy_backend_read(int fd, short event, void *arg)
 	size_t		 room;
 	ssize_t		 n;
 
+	log_select(s->conf->id);
 	if (s->btls_state == TLSS_HANDSHAKE) {
 		backend_tls_step(s);
 		return;

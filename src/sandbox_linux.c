@@ -413,7 +413,7 @@ sc_install(const struct sc_rule *rules, const struct sc_sock *socks,
 	struct sock_fprog	 fprog;
 
 	if (SC_ARCH == 0) {
-		log_warnx("%s: no seccomp filter for this architecture: "
+		log_warning("%s: no seccomp filter for this architecture: "
 		    "sandbox reduced to landlock, chroot and privilege drop",
 		    sandbox_proc);
 		return;
@@ -467,7 +467,7 @@ ll_restrict(struct ll_state *ll)
 	abi = syscall(__NR_landlock_create_ruleset, NULL, 0,
 	    LL_CREATE_VERSION);
 	if (abi <= 0) {
-		log_warnx("%s: no landlock in this kernel (%s): sandbox "
+		log_warning("%s: no landlock in this kernel (%s): sandbox "
 		    "reduced to seccomp, chroot and privilege drop",
 		    sandbox_proc, strerror(errno));
 		return;
@@ -502,7 +502,7 @@ sandbox_linux(const char *proc, const struct sc_rule *rules,
 	sandbox_nnp();
 #ifdef SANITIZE_BUILD
 	/* LeakSanitizer stops the world with clone+ptrace, reads /proc */
-	log_warnx("%s: sanitizer build: seccomp and landlock are off", proc);
+	log_warning("%s: sanitizer build: seccomp and landlock are off", proc);
 	return;
 #endif
 	ll_restrict(&ll);
@@ -512,7 +512,7 @@ sandbox_linux(const char *proc, const struct sc_rule *rules,
 	    proc, ll.abi, SC_ARCH == 0 ? "none" : "filter");
 #ifdef SANDBOX_DEBUG
 	/* loud: such a build must not pass for a sandboxed one */
-	log_warnx("%s: SANDBOX_DEBUG build: refused system calls are "
+	log_warning("%s: SANDBOX_DEBUG build: refused system calls are "
 	    "trapped and logged, not killed", proc);
 #endif
 }

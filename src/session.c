@@ -80,6 +80,8 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 	}
 	s->srv = srv;
 	s->conf = srv->conf;
+	/* its lines go to its server's error_log, if it has one */
+	log_select(s->conf->id);
 	s->cfd = fd;
 	s->bfd = -1;
 	spipe_init(&s->c2bp);
@@ -162,6 +164,7 @@ sni_select(struct session *s)
 		return (0);
 	s->srv = srv;
 	s->conf = srv->conf;
+	log_select(s->conf->id);
 	bufsz = s->conf->imap_client_buffer;
 	/*
 	 * Nothing was read under TLS yet (plaintext left from before
@@ -412,6 +415,7 @@ session_timeout(int fd, short event, void *arg)
 {
 	struct session	*s = arg;
 
+	log_select(s->conf->id);
 	/* a stalled handshake: nothing can be said in the clear any more */
 	if (s->tls_state == TLSS_HANDSHAKE) {
 		session_close(s, "tls handshake timeout");
@@ -735,6 +739,7 @@ client_read_cb(int fd, short event, void *arg)
 	size_t		 room;
 	ssize_t		 n;
 
+	log_select(s->conf->id);
 	if (s->tls_state == TLSS_HANDSHAKE) {
 		session_tls_step(s);
 		return;
@@ -794,6 +799,7 @@ client_write_cb(int fd, short event, void *arg)
 {
 	struct session	*s = arg;
 
+	log_select(s->conf->id);
 	if (s->tls_state == TLSS_HANDSHAKE) {
 		session_tls_step(s);
 		return;

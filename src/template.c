@@ -98,6 +98,7 @@ tpl_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 	case IMSG_CFG_LISTEN:
 	case IMSG_CFG_TLS_CERT:
 	case IMSG_CFG_TLS_KEY:
+	case IMSG_CFG_LOG:
 	case IMSG_CFG_DONE:
 		/* one configuration per template: a reload execs another */
 		if (configured)
@@ -123,8 +124,7 @@ tpl_dispatch_parent(struct imsgev *iev, struct imsg *imsg)
 		exit(0);
 	case IMSG_CTL_LOG_FD:
 		/* workers forked from now on write to the new file */
-		if ((v = imsg_get_fd(imsg)) != -1)
-			log_replacefd(v);
+		log_recvfd(imsg);
 		break;
 	case IMSG_CTL_VERBOSE:
 		if (imsg_get_data(imsg, &v, sizeof(v)) == -1)

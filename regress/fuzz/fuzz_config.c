@@ -110,7 +110,7 @@ check_config(struct config *conf)
 	struct listen_conf	*lc;
 	uint32_t		 last = 0;
 
-	REQUIRE(TERMINATED(conf->user) && TERMINATED(conf->error_log) &&
+	REQUIRE(TERMINATED(conf->user) && TERMINATED(conf->error_log.file) &&
 	    TERMINATED(conf->pid));
 	REQUIRE(!TAILQ_EMPTY(&conf->servers));
 	TAILQ_FOREACH(srv, &conf->servers, entry) {
@@ -156,13 +156,18 @@ check_same(struct config *a, struct config *b)
 	struct auth_header	*ha, *hb, xa, xb;
 
 	REQUIRE(strcmp(a->user, b->user) == 0 &&
-	    strcmp(a->error_log, b->error_log) == 0 &&
+	    strcmp(a->error_log.file, b->error_log.file) == 0 &&
+	    strcmp(a->error_log.syslog_server,
+	    b->error_log.syslog_server) == 0 &&
+	    a->error_log.facility == b->error_log.facility &&
 	    strcmp(a->pid, b->pid) == 0 &&
 	    a->worker_processes == b->worker_processes &&
 	    a->worker_connections == b->worker_connections &&
 	    a->isolation == b->isolation &&
 	    a->spare_workers == b->spare_workers &&
-	    a->log_level == b->log_level);
+	    a->error_log.level == b->error_log.level &&
+	    a->daemonize == b->daemonize &&
+	    a->rlimit_nofile == b->rlimit_nofile);
 	sb = TAILQ_FIRST(&b->servers);
 	TAILQ_FOREACH(sa, &a->servers, entry) {
 		REQUIRE(sb != NULL);

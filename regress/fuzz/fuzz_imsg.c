@@ -77,9 +77,10 @@ static int
 cfg_acceptable(struct config *conf, struct imsg *imsg)
 {
 	size_t			 len = imsg_get_len(imsg);
-	struct server_conf	 srv;
+	struct server_conf	 srv, *sp;
 	struct auth_header	 h;
 	struct listen_conf	 lc;
+	uint32_t		 id;
 
 	switch (imsg_get_type(imsg)) {
 	case IMSG_CFG_GLOBAL:
@@ -101,6 +102,12 @@ cfg_acceptable(struct config *conf, struct imsg *imsg)
 		memcpy(&lc, imsg->data, sizeof(lc));
 		return (config_server_byid(conf, lc.server_id) != NULL &&
 		    lc.sslen <= sizeof(lc.ss));
+	case IMSG_CFG_LOG:
+		if (len != sizeof(id))
+			return (0);
+		memcpy(&id, imsg->data, sizeof(id));
+		return (id == 0 || ((sp = config_server_byid(conf, id)) !=
+		    NULL && sp->error_log_set));
 	case IMSG_CFG_DONE:
 		return (len == 0);
 	default:
@@ -115,7 +122,8 @@ check_config(struct config *conf)
 	struct auth_header	*h;
 	struct listen_conf	*lc;
 
-	REQUIRE(TERMINATED(conf->user) && TERMINATED(conf->error_log) &&
+	REQUIRE(TERMINATED(conf->user) && TERMINATED(conf->error_log.file) &&
+	    TERMINATED(conf->error_log.tag) && conf->error_log.fd == -1 &&
 	    TERMINATED(conf->pid));
 	TAILQ_FOREACH(srv, &conf->servers, entry) {
 		REQUIRE(TERMINATED(srv->server_name) &&
@@ -127,6 +135,9 @@ check_config(struct config *conf)
 		    TERMINATED(srv->auth_http.host) &&
 		    TERMINATED(srv->auth_http.addrs));
 		REQUIRE(addrs_ok(&srv->proxy_pass));
+		REQUIRE(TERMINATED(srv->error_log.file) &&
+		    TERMINATED(srv->error_log.syslog_server) &&
+		    srv->error_log.fd == -1);
 		TAILQ_FOREACH(h, &srv->auth_headers, entry)
 			REQUIRE(TERMINATED(h->name) && TERMINATED(h->value));
 	}

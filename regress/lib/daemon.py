@@ -123,6 +123,7 @@ class Daemon:
         self.log_path = os.path.join(tmpdir, name + ".log")
         self.args = list(args)
         self.wrapper = []       # a command that execs the daemon
+        self.flags = ["-d"]     # [] with "daemon off;": logs as configured
         self.proc = None
         self.known_children = set()
         self.leftover_children = []
@@ -142,7 +143,7 @@ class Daemon:
         if not os.access(path, os.X_OK):
             raise StartupError("%s not built (make imaprelayd)" % path)
         logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.wrapper + [path, "-d"] +
+        self.proc = subprocess.Popen(self.wrapper + [path] + self.flags +
                                      self.args +
                                      ["-f", self.conf],
                                      stdin=subprocess.DEVNULL,

@@ -158,8 +158,8 @@ test_typical(void)
 	CHECK("typical: main values",
 	    strcmp(conf->user, "nobody") == 0 &&
 	    conf->worker_processes == 0 &&
-	    strcmp(conf->error_log, "/var/log/imaprelayd.log") == 0 &&
-	    conf->log_level == LOG_INFO &&
+	    strcmp(conf->error_log.file, "/var/log/imaprelayd.log") == 0 &&
+	    conf->error_log.level == LOG_INFO &&
 	    strcmp(conf->pid, "/var/run/imaprelayd.pid") == 0 &&
 	    conf->worker_connections == 1024 &&
 	    conf->isolation == ISOLATION_CONNECTION &&
@@ -210,7 +210,10 @@ test_defaults(void)
 	CHECK("defaults: main",
 	    strcmp(conf->user, "_imaprelayd") == 0 &&
 	    conf->worker_processes == 1 && conf->worker_connections == 512 &&
-	    conf->error_log[0] == '\0' && conf->log_level == LOG_ERR &&
+	    conf->error_log.file[0] == '\0' &&
+	    conf->error_log.syslog_server[0] == '\0' &&
+	    conf->error_log.level == LOG_INFO && conf->daemonize == 1 &&
+	    conf->rlimit_nofile == 0 &&
 	    conf->pid[0] == '\0' && conf->spare_workers == 4 &&
 	    conf->isolation == ISOLATION_CONNECTION);
 	CHECK("defaults: server",
@@ -478,7 +481,9 @@ test_accepted(void)
 	s = conf ? TAILQ_FIRST(&conf->servers) : NULL;
 	CHECK("nginx directives accepted and ignored", s != NULL &&
 	    conf->worker_processes == 2 && conf->worker_connections == 64 &&
-	    strcmp(conf->error_log, "stderr") == 0 && s->so_keepalive == 1 &&
+	    strcmp(conf->error_log.file, "stderr") == 0 &&
+	    conf->error_log.level == LOG_ERR && conf->daemonize == 0 &&
+	    s->so_keepalive == 1 &&
 	    s->max_errors == 3 && s->auth_http_timeout_ms == 5000);
 	config_free(conf);
 
@@ -496,8 +501,94 @@ test_accepted(void)
 	conf = parse("syslog", "error_log syslog:server=unix:/dev/log warn;\n"
 	    "mail {\n" AUTH SERVER "}\n");
 	CHECK("error_log syslog:", conf != NULL &&
-	    conf->error_log[0] == '\0' && conf->log_level == LOG_WARNING);
+	    conf->error_log.file[0] == '\0' &&
+	    strcmp(conf->error_log.syslog_server, "unix:/dev/log") == 0 &&
+	    conf->error_log.syslog_ss.ss_family == AF_UNIX &&
+	    conf->error_log.facility == 23 &&
+	    strcmp(conf->error_log.tag, "imaprelayd") == 0 &&
+	    conf->error_log.level == LOG_WARNING);
 	config_free(conf);
+}
+
+/* error_log at every level, as nginx; syslog: with its parameters */
+static void
+test_error_log(void)
+{
+	struct config		*conf;
+	struct server_conf	*s1, *s2, *s3;
+	struct sockaddr_in	*sin;
+
+	conf = parse("error_log",
+	    "error_log /tmp/main.log warn;\n"
+	    "worker_rlimit_nofile 4096;\n"
+	    "mail {\n"
+	    "  error_log /tmp/mail.log info;\n"
+	    AUTH
+	    "  server { listen 127.0.0.1:10143; }\n"
+	    "  server { listen 127.0.0.1:10144;\n"
+	    "    error_log syslog:server=127.0.0.1:5514,facility=mail,"
+	    "tag=relay_1,severity=info,nohostname debug; }\n"
+	    "  server { listen 127.0.0.1:10145;\n"
+	    "    error_log syslog:server=[::1] notice; }\n"
+	    "}\n");
+	s1 = conf ? TAILQ_FIRST(&conf->servers) : NULL;
+	s2 = s1 ? TAILQ_NEXT(s1, entry) : NULL;
+	s3 = s2 ? TAILQ_NEXT(s2, entry) : NULL;
+	CHECK("error_log at every level is accepted", s3 != NULL);
+	if (s3 == NULL) {
+		fprintf(stderr, "# %s", logbuf);
+		config_free(conf);
+		return;
+	}
+	CHECK("error_log: the top level's is the daemon's",
+	    strcmp(conf->error_log.file, "/tmp/main.log") == 0 &&
+	    conf->error_log.level == LOG_WARNING && conf->error_log.fd == -1 &&
+	    conf->rlimit_nofile == 4096);
+	CHECK("error_log: a server without one takes mail's",
+	    s1->error_log_set && strcmp(s1->error_log.file,
+	    "/tmp/mail.log") == 0 && s1->error_log.level == LOG_INFO);
+	sin = (struct sockaddr_in *)&s2->error_log.syslog_ss;
+	CHECK("error_log: syslog:server=host:port and its parameters",
+	    s2->error_log_set && s2->error_log.file[0] == '\0' &&
+	    sin->sin_family == AF_INET && ntohs(sin->sin_port) == 5514 &&
+	    s2->error_log.facility == 2 &&
+	    strcmp(s2->error_log.tag, "relay_1") == 0 &&
+	    s2->error_log.nohostname && s2->error_log.level == LOG_DEBUG);
+	CHECK("error_log: syslog:server=[v6] is UDP 514",
+	    s3->error_log.syslog_ss.ss_family == AF_INET6 &&
+	    ntohs(((struct sockaddr_in6 *)&s3->error_log.syslog_ss)->
+	    sin6_port) == 514 && s3->error_log.level == LOG_NOTICE);
+	config_free(conf);
+
+	conf = parse("noerrorlog", "mail {\n" AUTH SERVER "}\n");
+	s1 = conf ? TAILQ_FIRST(&conf->servers) : NULL;
+	CHECK("error_log: none below the top level, the main one is used",
+	    s1 != NULL && !s1->error_log_set);
+	config_free(conf);
+
+	refused("syslog without server", "error_log syslog:facility=mail;\n",
+	    1, "no syslog server specified");
+	refused("syslog bad facility",
+	    "error_log syslog:server=unix:/dev/log,facility=nope;\n",
+	    1, "unknown syslog facility \"nope\"");
+	refused("syslog bad tag",
+	    "error_log syslog:server=unix:/dev/log,tag=a-b;\n",
+	    1, "syslog \"tag\" only allows alphanumeric characters and "
+	    "underscore");
+	refused("syslog long tag",
+	    "error_log syslog:server=unix:/dev/log,"
+	    "tag=abcdefghijabcdefghijabcdefghijabc;\n",
+	    1, "syslog tag length exceeds 32");
+	refused("syslog unknown parameter",
+	    "error_log syslog:server=unix:/dev/log,loud;\n",
+	    1, "unknown syslog parameter \"loud\"");
+	refused("syslog two servers",
+	    "error_log syslog:server=unix:/a,server=unix:/b;\n",
+	    1, "duplicate syslog \"server\"");
+	refused("error_log memory:", "error_log memory:32m debug;\n",
+	    1, "\"error_log memory:\" is for nginx's debugging builds only");
+	refused("error_log in events", "events {\n  error_log x;\n}\n",
+	    2, "\"error_log\" directive is not allowed here");
 }
 
 static void
@@ -884,6 +975,7 @@ main(void)
 	test_ccert();
 	test_accepted();
 	test_refused();
+	test_error_log();
 	test_nginx_leftovers();
 	test_imsg();
 
