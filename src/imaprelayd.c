@@ -398,6 +398,9 @@ listen_close_all(struct config *conf)
  * anything.
  */
 
+static void	start_warning(const char *, ...)
+		    __attribute__((format(printf, 1, 2)));
+
 /*
  * What the operator must hear at start, before the daemon leaves the
  * terminal: on stderr as well as in the log.
@@ -436,52 +439,6 @@ syslog_check(struct config *conf)
 		    "error_log (a file, or syslog:server=) or run with -d",
 		    _PATH_LOG, strerror(errno));
 	close(fd);
-}
-
-/*
- * Descriptors: a session holds two (client and backend) in its worker,
- * and with isolation connection the parent and the auth process hold
- * one per worker.  worker_rlimit_nofile sets the limit, as nginx's
- * does; otherwise the daemon raises it to fit worker_processes x
- * worker_connections x 2 and a margin, or says it cannot.
- */
-#define NOFILE_MARGIN	64
-
-static void
-raise_nofile(struct config *conf)
-{
-	struct rlimit	 rl;
-	rlim_t		 want;
-
-	want = conf->rlimit_nofile != 0 ? conf->rlimit_nofile :
-	    (rlim_t)worker_count(conf) * conf->worker_connections * 2 +
-	    NOFILE_MARGIN;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
-		log_warn("getrlimit");
-		return;
-	}
-	if (rl.rlim_cur == want || (conf->rlimit_nofile == 0 &&
-	    rl.rlim_cur >= want))
-		return;
-	rl.rlim_cur = want;
-	if (rl.rlim_max < want)
-		rl.rlim_max = want;	/* root may raise the hard limit */
-	if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
-		log_info("RLIMIT_NOFILE %llu", (unsigned long long)want);
-		return;
-	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
-		return;
-	rl.rlim_cur = rl.rlim_max;
-	(void)setrlimit(RLIMIT_NOFILE, &rl);
-	start_warning("cannot raise RLIMIT_NOFILE to %llu (hard limit %llu): "
-	    "about %llu clients can be served, not %llu; raise the hard limit "
-	    "(ulimit -Hn, LimitNOFILE=) or set worker_rlimit_nofile",
-	    (unsigned long long)want, (unsigned long long)rl.rlim_max,
-	    (unsigned long long)(rl.rlim_max > NOFILE_MARGIN ?
-	    (rl.rlim_max - NOFILE_MARGIN) / 2 : 0),
-	    (unsigned long long)worker_count(conf) *
-	    conf->worker_connections);
 }
 
 /* one destination; 0, or -1 with the reason said if it cannot be */
@@ -621,18 +578,28 @@ write_pidfile(struct config *conf)
  * What a process may need at the cap: the parent and the auth process
  * hold a descriptor per worker (isolation connection: one per client),
  * a shared worker two per client.  The soft limit is raised as far as
- * the hard one allows (children inherit it); short of that, say so.
+ * the hard one allows (children inherit it); short of that, say so, on
+ * stderr too at start.  worker_rlimit_nofile sets both limits, as
+ * nginx's does (root may raise the hard one).
  */
 static void
-nofile_check(struct generation *gen)
+nofile_check(struct config *conf)
 {
 	struct rlimit	 rl;
-	rlim_t		 need;
+	rlim_t		 need, cap;
 
-	if (gen->conf->isolation == ISOLATION_CONNECTION)
-		need = (rlim_t)gen->cap + NOFILE_SPARE;
+	cap = (rlim_t)worker_count(conf) * conf->worker_connections;
+	if (conf->rlimit_nofile != 0) {
+		rl.rlim_cur = rl.rlim_max = conf->rlimit_nofile;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			start_warning("worker_rlimit_nofile %u: setrlimit: %s",
+			    conf->rlimit_nofile, strerror(errno));
+		return;
+	}
+	if (conf->isolation == ISOLATION_CONNECTION)
+		need = cap + NOFILE_SPARE;
 	else
-		need = 2 * (rlim_t)gen->conf->worker_connections + NOFILE_SPARE;
+		need = 2 * (rlim_t)conf->worker_connections + NOFILE_SPARE;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= need)
 		return;
 	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ?
@@ -640,11 +607,11 @@ nofile_check(struct generation *gen)
 	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= need)
 		return;
 	getrlimit(RLIMIT_NOFILE, &rl);
-	log_warnx("open files limit %llu is below the %llu a process may need "
-	    "at the cap of %u clients: raise it (systemd LimitNOFILE=, "
-	    "ulimit -n, login.conf openfiles)",
+	start_warning("open files limit %llu is below the %llu a process may "
+	    "need at the cap of %llu clients: raise it (systemd LimitNOFILE=, "
+	    "ulimit -n, login.conf openfiles) or set worker_rlimit_nofile",
 	    (unsigned long long)rl.rlim_cur, (unsigned long long)need,
-	    gen->cap);
+	    (unsigned long long)cap);
 }
 
 static struct generation *
@@ -658,7 +625,9 @@ generation_new(struct config *conf)
 	gen->conf = conf;
 	gen->nworkers = worker_count(conf);
 	gen->cap = (unsigned int)gen->nworkers * conf->worker_connections;
-	nofile_check(gen);
+	/* the first is checked before the daemon leaves the terminal */
+	if (started)
+		nofile_check(conf);
 	TAILQ_INSERT_TAIL(&generations, gen, entry);
 	return (gen);
 }
@@ -1868,7 +1837,7 @@ main(int argc, char *argv[])
 		exit(1);
 	if (!debug)
 		syslog_check(conf);
-	raise_nofile(conf);
+	nofile_check(conf);
 	logs_use(conf);
 	/* daemon off, as nginx's: the foreground, logging as configured */
 	if (!debug && conf->daemonize)
