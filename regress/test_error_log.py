@@ -238,6 +238,12 @@ class ErrorLog(DaemonTestCase):
             p.wait(timeout=20)
 
 
+class ErrorLogShared(ErrorLog):
+    """The same with isolation shared: one worker, many servers'
+    sessions, each line to its own server's destination."""
+    ISOLATION = "shared"
+
+
 def nofile(pid):
     """The soft RLIMIT_NOFILE of a process, from /proc."""
     with open("/proc/%d/limits" % pid) as f:
