@@ -16,6 +16,7 @@ import unittest
 from lib import util
 from lib.case import DaemonTestCase
 from lib.imapclient import Closed, RawImap
+from test_tls import TlsCase, client_hello_records
 
 MiB = 1024 * 1024
 BYE_TOO_MANY = "* BYE [UNAVAILABLE] too many connections"
@@ -356,6 +357,86 @@ class Flood(HostileTestCase):
 
     def test_flood_past_cap_shared_mode(self):
         self._flood("shared", 10)
+
+
+def padded_hello(msg, pad):
+    """The handshake message msg (a ClientHello) with an extension of a
+    reserved type (GREASE, RFC 8701: servers ignore it) of pad zero
+    bytes first among its extensions, its lengths fixed."""
+    off = 4 + 2 + 32
+    off += 1 + msg[off]                                     # session id
+    off += 2 + int.from_bytes(msg[off:off + 2], "big")      # ciphers
+    off += 1 + msg[off]                                     # compression
+    exts = msg[off + 2:]
+    exts = b"\x7a\x7a" + pad.to_bytes(2, "big") + b"\x00" * pad + exts
+    body = msg[4:off] + len(exts).to_bytes(2, "big") + exts
+    return b"\x01" + len(body).to_bytes(3, "big") + body
+
+
+def records(msg, size=16384):
+    """msg cut into handshake records of at most size bytes."""
+    return b"".join(b"\x16\x03\x01" + len(msg[i:i + size]).to_bytes(2, "big")
+                    + msg[i:i + size] for i in range(0, len(msg), size))
+
+
+class BigHello(TlsCase):
+    """A ClientHello larger than the worker's parser can hold (16 KB)
+    is refused, not handed to libtls unchecked: else its ALPN list
+    (ALPACA) would never be looked at."""
+
+    def assert_alert(self, s, desc):
+        """The proxy answers with this fatal alert, or, when it closed
+        with our bytes unread, a reset that may overtake the alert."""
+        s.settimeout(10)
+        try:
+            reply = s.recv(100)
+        except ConnectionResetError:
+            return
+        self.assertEqual(b"\x15\x03\x03\x00\x02\x02" + bytes([desc]),
+                         reply)
+
+    def test_hello_over_16k_refused(self):
+        d = self.start_tls()
+        wire = client_hello_records(self.context(alpn=["h2"]), 16384)
+        msg = wire[5:]
+        self.assertEqual(len(msg), int.from_bytes(wire[3:5], "big"))
+        for pad in (100, 17000, 60000):
+            with self.subTest(pad=pad):
+                mark = d.mark()
+                s = socket.create_connection(("127.0.0.1", self.port),
+                                             timeout=10)
+                self._clients.append(s)
+                big = padded_hello(msg, pad)
+                send_quietly(s, records(big))
+                reason, alert = ("ALPN lacks imap", 120) if pad < 16000 \
+                    else ("hello too big", 50)
+                # a fatal alert, never a ServerHello
+                self.assert_alert(s, alert)
+                d.wait_for_log(r'session end client=%s:%d .*reason="tls: '
+                               r'client %s"' % (s.getsockname()[:2] +
+                                                (reason,)), since=mark)
+
+    def test_hello_that_cannot_be_parsed_refused(self):
+        # a handshake record whose ClientHello is cut short inside:
+        # the lengths disagree, so the hello cannot be read
+        d = self.start_tls()
+        wire = client_hello_records(self.context(alpn=["h2"]), 16384)
+        msg = bytearray(wire[5:])
+        # the extensions block claims one byte more than there is
+        off = 4 + 2 + 32
+        off += 1 + msg[off]
+        off += 2 + int.from_bytes(msg[off:off + 2], "big")
+        off += 1 + msg[off]
+        n = int.from_bytes(msg[off:off + 2], "big") - 1
+        msg[off:off + 2] = n.to_bytes(2, "big")
+        mark = d.mark()
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self._clients.append(s)
+        send_quietly(s, records(bytes(msg)))
+        self.assert_alert(s, 50)
+        d.wait_for_log(r'session end client=%s:%d .*reason="tls: client '
+                       r'hello unreadable"' % s.getsockname()[:2],
+                       since=mark)
 
 
 if __name__ == "__main__":

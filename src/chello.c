@@ -17,10 +17,12 @@
 /*
  * The client's first flight, read before libtls sees it (RFC 8446
  * 4.1.2, RFC 5246 7.4.1.2).  The parser is as strict as the TLS
- * libraries behind libtls where it matters for the decision: a hello
- * they would refuse is CHELLO_BAD here, and the caller then leaves the
- * refusal to libtls.  SSLv2-style hellos carry no extensions and are
- * CHELLO_BAD too.
+ * libraries behind libtls where it matters for the decision, and what
+ * it cannot read the caller refuses: a hello that reached libtls
+ * unread would have its ALPN list unchecked.  Only bytes that are no
+ * TLS record at all (CHELLO_NOTTLS: a client speaking IMAP in the
+ * clear, an SSLv2-style hello, which carries no extensions) go to
+ * libtls, whose error says what they were.
  */
 
 #include <stddef.h>
@@ -128,9 +130,9 @@ reassemble(const unsigned char *buf, size_t len, struct chello *ch)
 		/* fail early on what is no handshake record at all */
 		if (off < len && buf[off] != REC_HANDSHAKE &&
 		    buf[off] != REC_ALERT)
-			return (CHELLO_BAD);
+			return (off == 0 ? CHELLO_NOTTLS : CHELLO_BAD);
 		if (off + 1 < len && buf[off + 1] != 3)
-			return (CHELLO_BAD);
+			return (off == 0 ? CHELLO_NOTTLS : CHELLO_BAD);
 		if (off + REC_HDR > len)
 			return (CHELLO_MORE);
 		rlen = (buf[off + 3] << 8) | buf[off + 4];
@@ -156,7 +158,7 @@ reassemble(const unsigned char *buf, size_t len, struct chello *ch)
 			need = 4 + ((ch->msg[1] << 16) | (ch->msg[2] << 8) |
 			    ch->msg[3]);
 			if (need > sizeof(ch->msg))
-				return (CHELLO_BAD);
+				return (CHELLO_TOOBIG);
 		}
 		if (need != 0 && ch->msglen >= need) {
 			ch->msglen = need;
@@ -168,7 +170,9 @@ reassemble(const unsigned char *buf, size_t len, struct chello *ch)
 
 /*
  * buf holds what the client sent so far.  CHELLO_MORE: not the whole
- * hello yet; CHELLO_OK: ch describes it; CHELLO_BAD: not one.
+ * hello yet; CHELLO_OK: ch describes it; CHELLO_BAD: TLS records that
+ * hold no hello we can read; CHELLO_TOOBIG: a hello too large to
+ * read; CHELLO_NOTTLS: no TLS record at all.
  */
 int
 chello_parse(const unsigned char *buf, size_t len, struct chello *ch)

@@ -28,14 +28,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* OpenSSL and LibreSSL take no larger ClientHello body */
+/*
+ * The largest ClientHello read.  OpenSSL takes up to 128 KB, but no
+ * real client sends more than a few KB: a larger one is refused, never
+ * passed on unread (its ALPN list would go unchecked).
+ */
 #define CHELLO_MSG_MAX		(4 + 16384)
 /* the records that carry it: a few splits, not one byte per record */
 #define CHELLO_RAW_MAX		(CHELLO_MSG_MAX + 5 * 64)
 
 #define CHELLO_MORE		0	/* a complete hello needs more bytes */
 #define CHELLO_OK		1
-#define CHELLO_BAD		(-1)	/* not a ClientHello we can read */
+#define CHELLO_BAD		(-1)	/* TLS records, but no hello we read */
+#define CHELLO_TOOBIG		(-2)	/* a hello larger than CHELLO_MSG_MAX */
+#define CHELLO_NOTTLS		(-3)	/* no TLS record at all */
 
 /* a list from the hello: NULL when its extension was not sent */
 struct chello_list {

@@ -596,10 +596,11 @@ ctls_start(struct session *s)
 /*
  * Read the ClientHello, refuse an ALPN list without imap (ALPACA: a
  * connection meant for another protocol must fail, not be answered as
- * IMAP), choose the context and let libtls accept.  What is no hello
- * goes to libtls with the server's context: its error is the one the
- * log has always shown.  1: libtls goes on, 0: more to read, -1:
- * the session is closed.
+ * IMAP), choose the context and let libtls accept.  A hello that
+ * cannot be read is refused: libtls would take it with its ALPN list
+ * unchecked.  What is no TLS at all goes to libtls with the server's
+ * context: its error is the one the log has always shown.  1: libtls
+ * goes on, 0: more to read, -1: the session is closed.
  */
 static int
 ctls_hello(struct session *s)
@@ -617,12 +618,20 @@ ctls_hello(struct session *s)
 		h->err = errno;
 	else
 		h->len += n;
-	r = n > 0 ? chello_parse(h->buf, h->len, &ch) : CHELLO_BAD;
+	/* EOF or an error: libtls fails on it and says which */
+	r = n > 0 ? chello_parse(h->buf, h->len, &ch) : CHELLO_NOTTLS;
 	if (r == CHELLO_MORE && h->len < sizeof(h->buf))
 		return (0);
 	/* real clients never split a hello so finely: no way round ALPN */
 	if (r == CHELLO_MORE) {
 		session_close(s, "tls: client hello too fragmented");
+		return (-1);
+	}
+	if (r == CHELLO_BAD || r == CHELLO_TOOBIG) {
+		ctls_alert(s, 50);	/* decode_error */
+		session_close(s, r == CHELLO_BAD ?
+		    "tls: client hello unreadable" :
+		    "tls: client hello too big");
 		return (-1);
 	}
 	if (r == CHELLO_OK && chello_alpn_has(&ch, "imap") == 0) {

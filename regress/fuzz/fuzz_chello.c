@@ -50,7 +50,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int	 r;
 
 	r = chello_parse(data, size, &ch);
-	REQUIRE(r == CHELLO_OK || r == CHELLO_MORE || r == CHELLO_BAD);
+	REQUIRE(r == CHELLO_OK || r == CHELLO_MORE || r == CHELLO_BAD ||
+	    r == CHELLO_TOOBIG || r == CHELLO_NOTTLS);
+	/* only what does not begin as a TLS record goes to libtls */
+	if (r == CHELLO_NOTTLS)
+		REQUIRE(size > 0 && ((data[0] != 21 && data[0] != 22) ||
+		    (size > 1 && data[1] != 3)));
 	if (r != CHELLO_OK)
 		return (0);
 	REQUIRE(ch.rawlen > 0 && ch.rawlen <= size);

@@ -365,22 +365,32 @@ test_bad(void)
 	static const unsigned char zero[] = { 22, 3, 1, 0, 0 };
 	static const unsigned char shello[] = { 22, 3, 3, 0, 4, 2, 0, 0, 0 };
 	static const unsigned char huge[] = { 22, 3, 1, 0, 4, 1, 0, 0x40, 1 };
+	/* its length in a second record: still known before the body */
+	static const unsigned char huge2[] = { 22, 3, 1, 0, 2, 1, 1,
+			    22, 3, 1, 0, 2, 0, 0 };
+	/* an empty record, then no TLS: no hello, but TLS was begun */
+	static const unsigned char after[] = { 22, 3, 1, 0, 0, 'a', ' ' };
 	size_t		 len;
 
+	/* no TLS record: libtls is left to say what it is */
 	CHECK("garbage", chello_parse((const unsigned char *)
-	    "a CAPABILITY\r\n", 14, &ch) == CHELLO_BAD);
+	    "a CAPABILITY\r\n", 14, &ch) == CHELLO_NOTTLS);
 	CHECK("garbage, one byte", chello_parse((const unsigned char *)"a",
-	    1, &ch) == CHELLO_BAD);
+	    1, &ch) == CHELLO_NOTTLS);
 	CHECK("sslv2 hello", chello_parse(v2, sizeof(v2), &ch) ==
-	    CHELLO_BAD);
+	    CHELLO_NOTTLS);
 	CHECK("version 4", chello_parse((const unsigned char *)"\x16\x04",
-	    2, &ch) == CHELLO_BAD);
+	    2, &ch) == CHELLO_NOTTLS);
 	CHECK("empty record: passed over", chello_parse(zero, sizeof(zero),
 	    &ch) == CHELLO_MORE);
 	CHECK("server hello", chello_parse(shello, sizeof(shello), &ch) ==
 	    CHELLO_BAD);
 	CHECK("hello over 16k", chello_parse(huge, sizeof(huge), &ch) ==
-	    CHELLO_BAD);
+	    CHELLO_TOOBIG);
+	CHECK("hello over 16k, split", chello_parse(huge2, sizeof(huge2),
+	    &ch) == CHELLO_TOOBIG);
+	CHECK("garbage after a record", chello_parse(after,
+	    sizeof(after), &ch) == CHELLO_BAD);
 	CHECK("nothing yet", chello_parse(zero, 0, &ch) == CHELLO_MORE);
 	build(&dup);
 	len = records(wire, 16384);
