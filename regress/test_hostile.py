@@ -359,6 +359,59 @@ class Flood(HostileTestCase):
         self._flood("shared", 10)
 
 
+class PasswordGuessing(HostileTestCase):
+    """proxy_pass without auth_http: the backend judges passwords, and
+    the proxy counts its refusals toward max_errors, else one
+    connection could guess for ever."""
+
+    def start_static(self, **server):
+        server["proxy_pass"] = "127.0.0.1:%d" % self.dovecot.port
+        return self.start(no_auth=True, server=server)
+
+    def guess_until_closed(self, c, n=50):
+        """Wrong passwords until the proxy closes; how many NOs."""
+        refused = 0
+        for i in range(n):
+            c.cmd("g%d LOGIN alice wrong%d" % (i, i))
+            line = c.readline()
+            self.assertTrue(line.startswith("g%d NO " % i), line)
+            refused += 1
+            if c.buf or not c.still_open(0.2):
+                break
+        c.expect("* BYE too many failed logins")
+        c.expect_closed()
+        return refused
+
+    def test_wrong_passwords_close_after_max_errors(self):
+        d = self.start_static()
+        c = self.connect()
+        self.assertEqual(5, self.guess_until_closed(c))
+        end = self.session_end(c.client_addr)
+        self.assertEqual(end["reason"], "too many failed logins")
+        self.assertEqual(len(re.findall(r"login failed client=%s "
+                                        r"user=alice"
+                                        % re.escape(c.client_addr),
+                                        d.log())), 5)
+        # the right password on a new connection still works
+        self.login(self.connect())
+
+    def test_max_errors_counts_both(self):
+        # invalid commands and failed logins share the one budget
+        self.start_static(max_errors=3)
+        c = self.connect()
+        c.cmd("a FOO")
+        c.expect("a BAD invalid command")
+        self.assertEqual(2, self.guess_until_closed(c))
+
+    def test_sasl_guesses_count_too(self):
+        self.start_static(max_errors=2)
+        c = self.connect()
+        for i in range(2):
+            c.cmd("s%d AUTHENTICATE PLAIN AGFsaWNlAHdyb25n" % i)
+            self.assertTrue(c.readline().startswith("s%d NO " % i))
+        c.expect("* BYE too many failed logins")
+        c.expect_closed()
+
 def padded_hello(msg, pad):
     """The handshake message msg (a ClientHello) with an extension of a
     reserved type (GREASE, RFC 8701: servers ignore it) of pad zero

@@ -723,11 +723,22 @@ login_rejected(struct session *s, const char *line, size_t len)
 	const char	*st = line + strlen(s->tag) + 1, *code;
 
 	if (!s->conf->auth_http_set) {
-		/* a static backend judges passwords: the client may retry */
+		/*
+		 * A static backend judges passwords: the client may retry,
+		 * but its refusals count toward max_errors with its invalid
+		 * commands, or one connection could guess for ever.
+		 */
+		log_info("login failed client=%s user=%s", s->client,
+		    log_safe(user, sizeof(user), s->user,
+		    s->user ? strlen(s->user) : 0));
 		s->bytes_out += len;
 		if (client_send(s, line, len) == -1)
 			return (-1);
 		proxy_close_backend(s);
+		if (++s->errors >= s->conf->max_errors) {
+			client_reply(s, "* BYE too many failed logins");
+			return (session_finish(s, "too many failed logins"));
+		}
 		return (session_resume(s));
 	}
 	/* the backend's own words, for the log only */
