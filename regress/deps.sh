@@ -7,10 +7,11 @@
 
 # clang and libclang-rt-dev (libFuzzer, ASan, UBSan) for the fuzz targets;
 # systemd for systemd-analyze (test_service: the unit is verified and
-# its exposure measured; nothing is started)
+# its exposure measured; nothing is started); iproute2 for ip, which
+# test_limits uses to give lo IPv6 addresses of one /64
 PKGS="gcc make pkg-config libbsd-dev libevent-dev libtls-dev \
 libcurl4-openssl-dev dovecot-imapd python3 curl openssl mandoc procps \
-clang libclang-rt-dev libssl-dev systemd"
+clang libclang-rt-dev libssl-dev systemd iproute2"
 DAEMON_USER=_imaprelayd
 
 is_root() {

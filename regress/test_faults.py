@@ -140,8 +140,12 @@ class BackendFaults(DaemonTestCase):
 class Load(DaemonTestCase):
 
     def _many(self, n, isolation, workers):
+        # n clients at once from one address: the limits against a
+        # hostile address (on by default) are off here
         self.start(isolation=isolation, worker_processes=workers,
-                   worker_connections=1024)
+                   worker_connections=1024,
+                   server={"limit_prelogin_per_ip": "off",
+                           "limit_conn_rate": "off"})
         port = self.port
         errors = []
         done = []
@@ -203,7 +207,9 @@ class Processes(DaemonTestCase):
     def _kill_worker(self, isolation):
         if not os.path.isdir("/proc/self/fd"):
             self.skipTest("needs /proc to find a session's worker")
-        d = self.start(isolation=isolation, worker_processes=2)
+        # bursts of clients kept open, not logged in, from one address
+        d = self.start(isolation=isolation, worker_processes=2,
+                       server={"limit_prelogin_per_ip": "off"})
         a = self._logged_in("a")
         victim = self._worker_of(d, a)
         others = []

@@ -8,13 +8,16 @@ a crash or a stuck worker would also end that other session).
 
 import os
 import re
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import unittest
 
+from lib import dovecot as dovecotlib
 from lib import util
-from lib.case import DaemonTestCase
+from lib.case import DaemonTestCase, run_tmpdir
 from lib.imapclient import Closed, RawImap
 from test_tls import TlsCase, client_hello_records
 
@@ -119,7 +122,8 @@ class Pipelining(HostileTestCase):
         t.join(10)
 
     def test_10000_pipelined_commands(self):
-        d = self.start()
+        # (past the default budget of commands before login)
+        d = self.start(server={"login_max_commands": 100000})
         other = self.bystander()
         worker = d.pids("imap")[0]
         hwm0 = util.proc_status(worker, "VmHWM")
@@ -359,6 +363,258 @@ class Flood(HostileTestCase):
         self._flood("shared", 10)
 
 
+BYE_COMMANDS = "* BYE too many commands before login"
+BYE_PRELOGIN = ("* BYE [UNAVAILABLE] too many unauthenticated connections "
+                "from your address")
+
+
+class HoldingSlots(HostileTestCase):
+    """One address must not hold every pre-login slot for ever: a
+    budget of commands before login, a hard limit on the pre-login
+    phase (login_timeout), and a cap on the connections not logged in
+    from one address (limit_prelogin_per_ip), all on by default."""
+
+    def test_command_budget_before_login(self):
+        d = self.start()
+        c = self.connect()
+        for i in range(20):
+            c.cmd("n%d NOOP" % i if i % 2 else "n%d CAPABILITY" % i)
+            self.assertTrue(c.read_until_tagged("n%d" % i)[-1]
+                            .startswith("n%d OK" % i))
+        c.cmd("x NOOP")
+        c.expect(BYE_COMMANDS)
+        c.expect_closed()
+        end = self.session_end(c.client_addr)
+        self.assertEqual(end["reason"], "too many commands before login")
+        # a login is not a command of the budget
+        c = self.connect()
+        for i in range(20):
+            c.cmd("n%d NOOP" % i)
+            c.expect("n%d OK NOOP completed" % i)
+        self.login(c, tag="l")
+        self.assert_no_crash(d)
+
+    def test_cancelled_authenticate_spends_the_budget(self):
+        self.start()
+        c = self.connect()
+        for i in range(20):
+            c.cmd("a%d AUTHENTICATE PLAIN" % i)
+            c.expect("+ ")
+            c.cmd("*")
+            c.expect("a%d BAD authentication cancelled" % i)
+        c.cmd("x AUTHENTICATE PLAIN")
+        c.expect("+ ")
+        c.cmd("*")
+        c.expect("x BAD authentication cancelled")
+        c.expect(BYE_COMMANDS)
+        c.expect_closed()
+
+    def test_invalid_commands_spend_the_budget_too(self):
+        self.start(server={"max_errors": 100})
+        c = self.connect()
+        for i in range(20):
+            c.cmd("b%d FOO" % i)
+            c.expect("b%d BAD invalid command" % i)
+        c.cmd("x ID NIL")
+        c.expect(BYE_COMMANDS)
+        c.expect_closed()
+
+    def test_busy_client_cut_by_login_timeout(self):
+        """A client that sends a NOOP every 0.4 s is never idle for
+        timeout (1 s), but login_timeout (2 s) runs from its connect
+        whatever it does.  One that logged in meanwhile is not cut."""
+        d = self.start(server={"timeout": "1s", "login_timeout": "2s",
+                               "login_max_commands": 1000})
+        busy = self.connect()
+        t0 = time.monotonic()
+        done = self.connect()
+        self.login(done)
+        lines = []
+        i = 0
+        while time.monotonic() - t0 < 6:
+            try:
+                busy.cmd("n%d NOOP" % i)
+                line = busy.readline()
+            except (OSError, Closed):
+                break
+            if line != "n%d OK NOOP completed" % i:
+                lines.append(line)
+                break
+            if not busy.still_open(0.4) or busy.buf:
+                break
+            i += 1
+        took = time.monotonic() - t0
+        try:
+            while True:
+                lines.append(busy.readline(timeout=3))
+        except Closed:
+            pass
+        self.assertIn("* BYE login timeout, too long without logging in",
+                      lines)
+        self.assertGreater(took, 1.5)
+        self.assertLess(took, 3.5, "cut after %.1fs" % took)
+        end = self.session_end(busy.client_addr)
+        self.assertEqual(end["reason"], "login timeout")
+        # the session that logged in outlives login_timeout
+        self.assert_alive(done)
+        self.assert_no_crash(d)
+
+    def test_login_timeout_covers_a_slow_auth_service(self):
+        d = self.start(server={"login_timeout": "1s",
+                               "auth_http_timeout": "10s"})
+        self.auth.delay = 5
+        c = self.connect()
+        c.cmd("a LOGIN alice secret")
+        t0 = time.monotonic()
+        c.expect("* BYE login timeout, too long without logging in",
+                 timeout=5)
+        c.expect_closed()
+        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertEqual(self.session_end(c.client_addr)["reason"],
+                         "login timeout")
+
+
+BYE_RATE = ("* BYE [UNAVAILABLE] too many new connections from your "
+            "address, try again later")
+
+
+class ConnRate:
+    """limit_conn_rate: new connections per address, counted by the
+    auth process before a worker is spent on them."""
+
+    def burst(self, source, n):
+        """n connections at once: the greeted clients, and the
+        addresses of the refused ones."""
+        greeted, refused = [], []
+        for _ in range(n):
+            c = self.connect(greeting=False, source=source)
+            line = c.readline()
+            if line.startswith("* OK "):
+                greeted.append(c)
+            else:
+                self.assertEqual(line, BYE_RATE)
+                c.expect_closed()
+                refused.append(c.client_addr)
+                c.close()
+        return greeted, refused
+
+    def test_burst_then_refused(self):
+        d = self.start(server={"limit_conn_rate": (1, 5)})
+        greeted, refused = self.burst("127.0.0.21", 30)
+        # 5 at once, and perhaps one more refilled meanwhile
+        self.assertIn(len(greeted), (5, 6))
+        end = self.session_end(refused[0])
+        self.assertEqual(end["reason"], "limit_conn_rate")
+        # another address has its own bucket
+        self.login(self.connect(source="127.0.0.22"))
+        # 1/s: a new one is let in within a second
+        def again():
+            c = self.connect(greeting=False, source="127.0.0.21")
+            return c if c.readline().startswith("* OK ") else None
+        self.login(util.wait_until(again, 3, interval=0.1,
+                                   what="a token again"))
+        self.assert_no_crash(d)
+
+
+class ConnRateShared(ConnRate, HostileTestCase):
+    ISOLATION = "shared"
+
+
+class ConnRateConnection(ConnRate, HostileTestCase):
+    ISOLATION = "connection"
+
+    def test_flood_spends_no_worker(self):
+        """Bare connects from one address cost no worker past the
+        burst: each refusal is answered by a spare that goes on."""
+        d = self.start(top={"spare_workers": 2},
+                       server={"limit_conn_rate": (1, 2)})
+        mark = d.mark()
+        greeted, refused = self.burst("127.0.0.23", 40)
+        self.assertIn(len(greeted), (2, 3))
+        pids = util.wait_until(lambda: _ends(d, mark, len(refused),
+                                             "limit_conn_rate"),
+                               10, what="the refusals logged")
+        self.assertLessEqual(len(set(pids)), 2, pids)
+
+
+class PreloginPerIp:
+    """limit_prelogin_per_ip, on by default (20), in both modes."""
+
+    def test_21st_unauthenticated_from_one_address_refused(self):
+        d = self.start()
+        held = [self.connect(source="127.0.0.12") for _ in range(20)]
+        c = self.connect(greeting=False, source="127.0.0.12")
+        c.expect(BYE_PRELOGIN)
+        c.expect_closed()
+        end = self.session_end(c.client_addr)
+        self.assertEqual(end["reason"], "limit_prelogin_per_ip")
+        # another address is not affected
+        self.login(self.connect(source="127.0.0.13"))
+        # one that logs in is no longer unauthenticated: room for one
+        # (its worker tells the auth process, which may hear of it a
+        # moment after the client did)
+        self.login(held[0])
+        c = util.wait_until(lambda: self.greeted("127.0.0.12"), 10,
+                            interval=0.05, what="room after a login")
+        c.cmd("n NOOP")
+        c.expect("n OK NOOP completed")
+        # and the next is refused again
+        c = self.connect(greeting=False, source="127.0.0.12")
+        c.expect(BYE_PRELOGIN)
+        # one that leaves makes room too
+        held[1].cmd("z LOGOUT")
+        held[1].read_until_tagged("z")
+        self.session_end(held[1].client_addr)
+        util.wait_until(lambda: self.greeted("127.0.0.12"), 10,
+                        interval=0.05, what="room after a logout")
+        self.assert_no_crash(d)
+
+    def greeted(self, source):
+        """A client from source if it is greeted; else it was refused
+        for limit_prelogin_per_ip, and None."""
+        c = self.connect(greeting=False, source=source)
+        line = c.readline()
+        if line.startswith("* OK "):
+            return c
+        self.assertEqual(line, BYE_PRELOGIN)
+        c.close()
+        return None
+
+
+class PreloginPerIpShared(PreloginPerIp, HostileTestCase):
+    ISOLATION = "shared"
+
+
+class PreloginPerIpConnection(PreloginPerIp, HostileTestCase):
+    ISOLATION = "connection"
+
+    def test_refusal_spends_no_worker(self):
+        # a refused client was never read: the spare that accepted it
+        # answers, closes and goes on accepting; it does not exit
+        d = self.start(top={"spare_workers": 2})
+        for _ in range(20):
+            self.connect(source="127.0.0.14")
+        mark = d.mark()
+        for _ in range(30):
+            c = self.connect(greeting=False, source="127.0.0.14")
+            c.expect(BYE_PRELOGIN)
+            c.expect_closed()
+            c.close()
+        ends = util.wait_until(lambda: _ends(d, mark, 30), 10,
+                               what="30 refusals logged")
+        # the log line's pid: the two spares took them all
+        self.assertLessEqual(len(set(ends)), 2, ends)
+        self.login(self.connect(source="127.0.0.15"))
+
+
+def _ends(d, mark, n, reason="limit_prelogin_per_ip"):
+    """The pids of the refusals for reason logged since mark, once
+    there are n."""
+    pids = re.findall(r"\] (\d+) imap: session end .*reason=\"%s\""
+                      % reason, d.log()[mark:])
+    return pids if len(pids) >= n else None
+
+
 class PasswordGuessing(HostileTestCase):
     """proxy_pass without auth_http: the backend judges passwords, and
     the proxy counts its refusals toward max_errors, else one
@@ -411,6 +667,138 @@ class PasswordGuessing(HostileTestCase):
             self.assertTrue(c.readline().startswith("s%d NO " % i))
         c.expect("* BYE too many failed logins")
         c.expect_closed()
+
+
+class TrustedBackend(HostileTestCase):
+    """A Dovecot that trusts the proxy (login_trusted_networks, as its
+    documentation asks for proxies) believes the x-originating-ip of
+    the ID before the login: it logs it, and its allow_nets and rate
+    limits judge it.  Only the proxy may say who the client is; a
+    client's own "x-" fields never reach the backend.  This class has a
+    Dovecot of its own: the run's does not trust the proxy."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        tmp = tempfile.mkdtemp(prefix="dovecot-trusted-", dir=run_tmpdir())
+        try:
+            cls.trusted = dovecotlib.start(
+                tmpdir=tmp,
+                extra_conf="login_trusted_networks = 127.0.0.0/8\n"
+                           "imap_id_log = *\n",
+                extra_users={
+                    # allowed only from where an attacker would claim
+                    "netuser": ("netpass", "allow_nets=203.0.113.0/24"),
+                    # allowed only from the test's client address
+                    "localuser": ("localpass", "allow_nets=127.0.0.7/32"),
+                })
+        except dovecotlib.SkipDovecot as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise unittest.SkipTest("no trusted Dovecot: %s" % e)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.trusted.stop()
+        super().tearDownClass()
+
+    def start_trusted(self, **server):
+        server["proxy_pass"] = "127.0.0.1:%d" % self.trusted.port
+        return self.start(no_auth=True, server=server)
+
+    def dovecot_login(self, session, timeout=10):
+        """Dovecot's log line of the login whose session id is ours."""
+        pat = re.compile(r"^.*imap-login: .*Login: .*session=<%s>.*$"
+                         % re.escape(session), re.M)
+        return util.wait_until(lambda: pat.search(self.trusted.log()),
+                               timeout, what="dovecot login of session %s"
+                               % session).group(0)
+
+    def login_as(self, c, user, password, tag="l"):
+        c.cmd('%s LOGIN %s "%s"' % (tag, user, password))
+        return c.read_until_tagged(tag)[-1]
+
+    def end(self, c):
+        c.cmd("z LOGOUT")
+        c.read_until_tagged("z")
+        return self.session_end(c.client_addr)
+
+    def test_forged_originating_ip_never_reaches_the_backend(self):
+        self.start_trusted()
+        c = self.connect(source="127.0.0.7")
+        c.cmd('i ID ("x-originating-ip" "203.0.113.66" '
+              '"X-Originating-Port" "4711" "x-connected-ip" "192.0.2.1" '
+              '"x-session-id" "forged" "X-FORWARD-user" "root" '
+              '"name" "evil-client")')
+        c.expect("* ID NIL")
+        c.expect("i OK ID completed")
+        line = self.login_as(c, "alice", self.password("alice"))
+        self.assertTrue(line.startswith("l OK"), line)
+        end = self.end(c)
+        self.assertRegex(end["session"], r"^[A-Za-z0-9_-]{12}$")
+        # Dovecot saw the real client, and took our session id
+        login = self.dovecot_login(end["session"])
+        self.assertIn("rip=127.0.0.7,", login)
+        self.assertIn("lip=127.0.0.1,", login)
+        log = self.trusted.log()
+        for forged in ("203.0.113.66", "x-originating-port=4711,",
+                       "192.0.2.1", "forged", "=root"):
+            self.assertNotIn(forged, log)
+        # the client's other fields are passed on after ours
+        self.assertRegex(self.id_sent(end["session"]),
+                         r"ID sent: x-originating-ip=127\.0\.0\.7, .*"
+                         r"name=evil-client")
+
+    def test_allow_nets_judges_the_real_address(self):
+        self.start_trusted()
+        c = self.connect(source="127.0.0.8")
+        c.cmd('i ID ("x-originating-ip" "203.0.113.66")')
+        c.read_until_tagged("i")
+        line = self.login_as(c, "netuser", "netpass")
+        self.assertTrue(line.startswith("l NO "), line)
+        # and allow_nets sees the client, not the proxy's 127.0.0.1
+        c = self.connect(source="127.0.0.7")
+        line = self.login_as(c, "localuser", "localpass")
+        self.assertTrue(line.startswith("l OK"), line)
+        c = self.connect(source="127.0.0.9")
+        line = self.login_as(c, "localuser", "localpass")
+        self.assertTrue(line.startswith("l NO "), line)
+
+    def id_sent(self, session):
+        """Dovecot's log line of the ID it got in that session."""
+        m = re.search(r"^.*imap-login: .*ID sent: .*session=<%s>.*$"
+                      % re.escape(session), self.trusted.log(), re.M)
+        self.assertIsNotNone(m, "no ID logged for session %s" % session)
+        return m.group(0)
+
+    def test_forward_off_sends_no_address(self):
+        self.start_trusted(proxy_forward_client_ip=False)
+        mark = len(self.trusted.log())
+        c = self.connect(source="127.0.0.7")
+        c.cmd('i ID ("x-originating-ip" "203.0.113.66" "name" "mua")')
+        c.read_until_tagged("i")
+        self.login(c)
+        self.end(c)
+        log = util.wait_until(
+            lambda: (lambda t: t if "Login: user=<alice>" in t else None)(
+                self.trusted.log()[mark:]), 10, what="dovecot's login")
+        # Dovecot saw the proxy, and the client's own fields only
+        self.assertRegex(log, r"Login: user=<alice>, .*rip=127\.0\.0\.1,")
+        self.assertRegex(log, r"ID sent: name=mua:")
+        self.assertNotIn("x-originating", log)
+        self.assertNotIn("203.0.113.66", log)
+
+    def test_client_address_sent_without_client_id(self):
+        d = self.start_trusted()
+        c = self.connect(source="127.0.0.7")
+        self.login(c)
+        end = self.end(c)
+        self.assertIn("rip=127.0.0.7,", self.dovecot_login(end["session"]))
+        self.assertIn("ID sent: x-originating-ip=127.0.0.7, "
+                      "x-originating-port=%d, x-connected-ip=127.0.0.1, "
+                      "x-connected-port=%d, x-session-id=%s:"
+                      % (c.local_port, d.port, end["session"]),
+                      self.id_sent(end["session"]))
+
 
 def padded_hello(msg, pad):
     """The handshake message msg (a ClientHello) with an extension of a

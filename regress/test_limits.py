@@ -4,16 +4,19 @@ service.  Clients use other loopback addresses (127.0.0.x) to be other
 client addresses."""
 
 import os
+import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import time
+import unittest
 
 from lib import daemon as daemonlib
 from lib import util
 from lib.case import DaemonTestCase
+from lib.imapclient import RawImap
 
 BYE_PER_IP = "* BYE [UNAVAILABLE] too many connections from your address"
 NO_LIMITED = "NO [UNAVAILABLE] too many failed logins, try again later"
@@ -102,7 +105,7 @@ class ConnPerIpConnection(ConnPerIp, DaemonTestCase):
         util.wait_until(lambda: [p for p in d.pids("auth") if p != old[0]],
                         10, what="a new auth process")
         # the worker of a tells the new auth process about it
-        d.wait_for_log(r"limit_conn_per_ip: 1 sessions counted again",
+        d.wait_for_log(r"limits: 1 sessions counted again",
                        since=mark)
         # so a and one newcomer make two, and the next is refused
         self.connect(source="127.0.0.5")
@@ -229,6 +232,89 @@ class AuthFail(DaemonTestCase):
         self.assertEqual(len(self.auth.requests), 5)
 
 
+class Ipv6Prefix(DaemonTestCase):
+    """An IPv6 client is counted by its /64 (limit_ipv6_prefix): a host
+    with a network of its own must not count as 2^64 clients.  Its
+    addresses are made on lo for the class (root, iproute2)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            raise unittest.SkipTest("needs root and ip (Debian: apt-get "
+                                    "install iproute2) to add IPv6 "
+                                    "addresses to lo")
+        # two /64s of our own, apart from any other run's
+        tag = "%x" % (os.getpid() & 0xffff)
+        cls.net1 = "fd69:%s:1:1" % tag
+        cls.net2 = "fd69:%s:1:2" % tag
+        cls.addrs = ["%s::%s" % (cls.net1, h) for h in "abcd"] + \
+            ["%s::a" % cls.net2]
+        cls.added = []
+        for a in cls.addrs:
+            r = subprocess.run(["ip", "-6", "addr", "add", a + "/128",
+                                "dev", "lo", "nodad"], capture_output=True)
+            if r.returncode != 0:
+                cls.tearDownClass()
+                raise unittest.SkipTest("cannot add %s to lo: %s"
+                                        % (a, r.stderr.decode().strip()))
+            cls.added.append(a)
+
+    @classmethod
+    def tearDownClass(cls):
+        for a in cls.added:
+            subprocess.run(["ip", "-6", "addr", "del", a + "/128", "dev",
+                            "lo"], capture_output=True)
+        cls.added = []
+        super().tearDownClass()
+
+    def start6(self, **server):
+        port = util.free_port()
+        server["listen"] = "[::1]:%d" % port
+        d = self.start(server=server)
+        d.port6 = port
+        return d
+
+    def connect6(self, d, source, greeting=True):
+        c = RawImap(d.port6, host="::1", source=source)
+        self._clients.append(c)
+        if greeting:
+            c.expect_prefix("* OK ")
+        return c
+
+    def test_conn_per_ip_counts_a_64(self):
+        d = self.start6(limit_conn_per_ip=2)
+        self.connect6(d, self.addrs[0])
+        self.connect6(d, self.addrs[1])
+        c = self.connect6(d, self.addrs[2], greeting=False)
+        c.expect(BYE_PER_IP)
+        c.expect_closed()
+        # another /64 is another client
+        self.login(self.connect6(d, self.addrs[4]))
+
+    def test_prefix_128_counts_addresses(self):
+        d = self.start6(limit_conn_per_ip=1, limit_ipv6_prefix=128)
+        for a in self.addrs[:3]:
+            self.connect6(d, a)
+        c = self.connect6(d, self.addrs[0], greeting=False)
+        c.expect(BYE_PER_IP)
+
+    def test_auth_fail_counts_a_64(self):
+        d = self.start6(limit_auth_fail=(3, "60s", "100ms"))
+        for a, user in zip(self.addrs[:3], ("alice", "bob", "nosuchuser")):
+            c = self.connect6(d, a)
+            c.cmd("a LOGIN %s wrong" % user)
+            self.assertTrue(c.read_until_tagged("a")[-1]
+                            .startswith("a " + NO_FAILED))
+        d.wait_for_log(r"limit_auth_fail: client=%s::/64 refused for 60 s "
+                       r"after 3 failed logins" % re.escape(self.net1))
+        c = self.connect6(d, self.addrs[3])
+        c.cmd('a LOGIN alice "%s"' % self.password("alice"))
+        self.assertEqual(c.read_until_tagged("a")[-1], "a " + NO_LIMITED)
+        c = self.connect6(d, self.addrs[4])
+        self.login(c)
+
+
 class Config(DaemonTestCase):
     def check(self, server):
         path = os.path.join(self.tmp, "c.conf")
@@ -246,7 +332,25 @@ class Config(DaemonTestCase):
                 ({"limit_auth_fail": ("5", "0s")},
                  r'invalid value "0s" in "limit_auth_fail" directive'),
                 ({"limit_auth_fail": ("5", "10m", "2h")},
-                 r'invalid value "2h" in "limit_auth_fail" directive')):
+                 r'invalid value "2h" in "limit_auth_fail" directive'),
+                ({"limit_conn_rate": "fast"},
+                 r'invalid value "fast" in "limit_conn_rate" directive'),
+                ({"limit_conn_rate": ("5", "0")},
+                 r'invalid value "0" in "limit_conn_rate" directive'),
+                ({"limit_conn_rate": ("1", "2", "3")},
+                 r'invalid number of arguments in "limit_conn_rate"'),
+                ({"limit_prelogin_per_ip": "-1"},
+                 r'invalid value "-1" in "limit_prelogin_per_ip"'),
+                ({"limit_ipv6_prefix": "129"},
+                 r'invalid value "129" in "limit_ipv6_prefix"'),
+                ({"limit_ipv6_prefix": "0"},
+                 r'invalid value "0" in "limit_ipv6_prefix"'),
+                ({"login_timeout": "0"},
+                 r'invalid value "0" in "login_timeout" directive'),
+                ({"login_max_commands": "0"},
+                 r'invalid value "0" in "login_max_commands"'),
+                ({"proxy_forward_client_ip": "maybe"},
+                 r'invalid value "maybe" in "proxy_forward_client_ip"')):
             rc, out = self.check(server)
             self.assertNotEqual(rc, 0, server)
             self.assertRegex(out, r"c\.conf:\d+: " + why)
@@ -275,6 +379,15 @@ class Config(DaemonTestCase):
         for server in ({"limit_conn_per_ip": 0},
                        {"limit_auth_fail": "off"},
                        {"limit_auth_fail": ("5", "10m")},
-                       {"limit_auth_fail": ("5", "10m", "500ms")}):
+                       {"limit_auth_fail": ("5", "10m", "500ms")},
+                       {"limit_conn_rate": "off"},
+                       {"limit_conn_rate": "50"},
+                       {"limit_conn_rate": ("10", "1000")},
+                       {"limit_prelogin_per_ip": "off"},
+                       {"limit_prelogin_per_ip": 5},
+                       {"limit_ipv6_prefix": 48},
+                       {"login_timeout": "2m"},
+                       {"login_max_commands": 5},
+                       {"proxy_forward_client_ip": False}):
             rc, out = self.check(server)
             self.assertEqual(rc, 0, (server, out))

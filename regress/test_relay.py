@@ -486,7 +486,8 @@ class RelayTests(RelayChecks, DaemonTestCase):
         from a thread; once the worker's RSS and the socket queues stand
         still, the RSS must have grown by less than 2 MB.  Returns the
         client, the writer thread, its errors and the queues."""
-        d = self.start()
+        # far past the default budget of commands before login
+        d = self.start(server={"login_max_commands": 1000000})
         c = SmallRcvbufImap(d.port, 4096, timeout=60)
         self._clients.append(c)
         c.expect_prefix("* OK ")

@@ -386,7 +386,10 @@ class Leaks(FaultTestCase):
             c.close()
 
     def test_many_sessions_one_shared_worker(self):
-        d = self.start(isolation="shared", worker_processes=1)
+        # sessions one after the other, faster than limit_conn_rate
+        # lets one address start them
+        d = self.start(isolation="shared", worker_processes=1,
+                       server={"limit_conn_rate": "off"})
         workers = d.pids("imap")
         self.assertEqual(len(workers), 1, workers)
         w = workers[0]

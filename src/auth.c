@@ -131,7 +131,11 @@ static int	auth_fail_delay(struct auth_req *, struct auth_result *);
 static struct server_conf *limit_fail_conf(struct limit_fail_conf *,
 		    uint32_t);
 static int	auth_conn_recv(struct auth_chan *, struct imsg *);
+static int	auth_conn_rate(struct server_conf *, const char *);
 static int	auth_conn_close_recv(struct auth_chan *, struct imsg *);
+static int	auth_conn_login_recv(struct auth_chan *, struct imsg *);
+static void	limit_client_key(uint32_t, const char *, char *, size_t);
+static void	limit_fail_full(int, const struct limit_fail_conf *);
 static int	auth_req_issue(struct auth_req *);
 static int	auth_req_setopt(struct auth_req *, struct auth_url *);
 static int	auth_req_headers(struct auth_req *, struct server_conf *);
@@ -379,6 +383,8 @@ auth_dispatch_imap(struct imsgev *iev, struct imsg *imsg)
 		return (auth_conn_recv(ch, imsg));
 	case IMSG_AUTH_CONN_CLOSE:
 		return (auth_conn_close_recv(ch, imsg));
+	case IMSG_AUTH_CONN_LOGIN:
+		return (auth_conn_login_recv(ch, imsg));
 	default:
 		return (-1);
 	}
@@ -588,17 +594,18 @@ auth_req_limited(struct auth_req *r)
 	struct limit_fail_conf	 lc;
 	struct server_conf	*srv;
 	struct timeval		 tv;
-	char			 ubuf[65];
+	char			 ubuf[65], key[LIMIT_ADDR_LEN];
 	int			 by;
 
 	if ((srv = limit_fail_conf(&lc, r->hdr.server_id)) == NULL ||
 	    lc.max == 0)
 		return (0);
-	if ((by = limit_fail_check(&lc, r->hdr.client_ip, r->user,
-	    now_ms())) == 0)
+	limit_client_key(r->hdr.server_id, r->hdr.client_ip, key,
+	    sizeof(key));
+	if ((by = limit_fail_check(&lc, key, r->user, now_ms())) == 0)
 		return (0);
 	log_debug("login refused client=%s user=%s: limit_auth_fail (%s)",
-	    r->hdr.client_ip, user_log(r->user, ubuf, sizeof(ubuf)),
+	    key, user_log(r->user, ubuf, sizeof(ubuf)),
 	    by & LIMIT_BY_ADDR ? "address" : "user");
 	r->limited = 1;
 	r->waiting = 1;
@@ -629,7 +636,7 @@ static void
 auth_fail_count(struct auth_req *r, int status)
 {
 	struct limit_fail_conf	 lc;
-	char			 ubuf[65];
+	char			 ubuf[65], key[LIMIT_ADDR_LEN];
 	int			 by;
 
 	limit_fail_conf(&lc, r->hdr.server_id);
@@ -639,26 +646,76 @@ auth_fail_count(struct auth_req *r, int status)
 		limit_fail_forget_user(&lc, r->user);
 		return;
 	}
-	by = limit_fail_record(&lc, r->hdr.client_ip, r->user, now_ms());
+	limit_client_key(r->hdr.server_id, r->hdr.client_ip, key,
+	    sizeof(key));
+	by = limit_fail_record(&lc, key, r->user, now_ms());
 	if (by & LIMIT_BY_ADDR)
 		log_warnx("limit_auth_fail: client=%s refused for %llu s "
-		    "after %u failed logins", r->hdr.client_ip,
+		    "after %u failed logins", key,
 		    (unsigned long long)lc.window_ms / 1000, lc.max);
 	if (by & LIMIT_BY_USER)
 		log_warnx("limit_auth_fail: user=%s refused for %llu s "
 		    "after %u failed logins", user_log(r->user, ubuf,
 		    sizeof(ubuf)), (unsigned long long)lc.window_ms / 1000,
 		    lc.max);
+	limit_fail_full(by, &lc);
 }
 
-/* limit_conn_per_ip: may this worker's new session go on? */
+/*
+ * The table of limit_auth_fail is full.  A key that blocks is never
+ * forgotten before its window ends, so the oldest that does not goes;
+ * when every key blocks, new failures are not counted until windows
+ * end.  Either is worth a line, at most one a minute.
+ */
+static void
+limit_fail_full(int by, const struct limit_fail_conf *lc)
+{
+	static uint64_t	 last_ms;
+	uint64_t	 now = now_ms();
+	size_t		 n, nblocked;
+
+	if ((by & (LIMIT_EVICTED | LIMIT_FULL)) == 0 ||
+	    (last_ms != 0 && now - last_ms < 60 * 1000))
+		return;
+	last_ms = now;
+	n = limit_fail_keys(lc, &nblocked);
+	if (by & LIMIT_FULL)
+		log_warnx("limit_auth_fail: %zu keys, all blocked: new "
+		    "failures are not counted until a window ends", n);
+	else
+		log_warnx("limit_auth_fail: %zu keys (%zu blocked): the "
+		    "oldest that block nothing are forgotten", n, nblocked);
+}
+
+/* the key a server counts a client address under (limit_ipv6_prefix) */
+static void
+limit_client_key(uint32_t server_id, const char *ip, char *key, size_t len)
+{
+	struct server_conf	*srv;
+	unsigned int		 prefix = 64;
+
+	if (conf != NULL && (srv = config_server_byid(conf, server_id)) != NULL)
+		prefix = srv->limit_ipv6_prefix;
+	if (limit_addr_key(ip, prefix, key, len) == -1)
+		strlcpy(key, "invalid", len);
+}
+
+/*
+ * limit_conn_per_ip, limit_prelogin_per_ip, limit_conn_rate: may this
+ * worker's new session go on?  The rate is asked first: every new
+ * session takes from it, admitted or not.
+ */
 static int
 auth_conn_recv(struct auth_chan *ch, struct imsg *imsg)
 {
+	static const char		*names[] = { "", "limit_conn_per_ip",
+					    "limit_prelogin_per_ip",
+					    "limit_conn_rate" };
 	struct auth_conn		 c;
 	struct auth_conn_verdict	 v;
-	struct server_conf		*srv;
-	unsigned int			 max = 0;
+	struct limit_conn_req		 req;
+	struct server_conf		*srv = NULL;
+	char				 key[LIMIT_ADDR_LEN];
 
 	if (imsg_get_data(imsg, &c, sizeof(c)) == -1 ||
 	    memchr(c.client_ip, '\0', sizeof(c.client_ip)) == NULL) {
@@ -666,18 +723,56 @@ auth_conn_recv(struct auth_chan *ch, struct imsg *imsg)
 		    ch->worker_id);
 		return (-1);
 	}
+	memset(&req, 0, sizeof(req));
 	if (conf != NULL &&
-	    (srv = config_server_byid(conf, c.server_id)) != NULL)
-		max = srv->limit_conn_per_ip;
+	    (srv = config_server_byid(conf, c.server_id)) != NULL) {
+		req.max = srv->limit_conn_per_ip;
+		req.max_prelogin = srv->limit_prelogin_per_ip;
+	}
+	limit_client_key(c.server_id, c.client_ip, key, sizeof(key));
+	req.chan = ch;
+	req.id = c.id;
+	req.key = key;
+	req.prelogin = c.prelogin != 0;
+	req.recount = c.recount != 0;
 	memset(&v, 0, sizeof(v));
 	v.id = c.id;
-	v.admit = limit_conn_open(ch, c.id, c.client_ip, max, c.recount);
-	if (!v.admit)
-		log_debug("client=%s: limit_conn_per_ip %u reached",
-		    c.client_ip, max);
+	if (!c.recount && srv != NULL && !auth_conn_rate(srv, key))
+		v.limit = CONN_LIMIT_RATE;
+	else
+		v.limit = limit_conn_open(&req);
+	if (v.limit != CONN_ADMIT)
+		log_debug("client=%s: %s reached", key, names[v.limit]);
 	if (!c.recount)
 		imsgev_compose(&ch->iev, IMSG_AUTH_CONN_VERDICT, 0, -1, &v,
 		    sizeof(v));
+	return (0);
+}
+
+/* limit_conn_rate: 1 if one more session from key may start now */
+static int
+auth_conn_rate(struct server_conf *srv, const char *key)
+{
+	struct limit_rate_conf	 rc;
+
+	rc.server_id = srv->id;
+	rc.rate = srv->limit_conn_rate;
+	rc.burst = srv->limit_conn_burst;
+	return (limit_rate_take(&rc, key, now_ms()));
+}
+
+/* -1: a malformed message, the channel is dropped */
+static int
+auth_conn_login_recv(struct auth_chan *ch, struct imsg *imsg)
+{
+	uint32_t	 id;
+
+	if (imsg_get_data(imsg, &id, sizeof(id)) == -1) {
+		log_warnx("%s: worker %u: invalid message", __func__,
+		    ch->worker_id);
+		return (-1);
+	}
+	limit_conn_login(ch, id);
 	return (0);
 }
 

@@ -171,6 +171,14 @@ config_server_new(struct config *conf)
 	srv->imap_client_buffer = 4096;
 	srv->proxy_buffer = 16384;
 	srv->max_errors = 5;
+	/* against hostile clients: on unless turned off */
+	srv->limit_prelogin_per_ip = 20;
+	srv->limit_conn_rate = 20;
+	srv->limit_conn_burst = 100;
+	srv->limit_ipv6_prefix = 64;
+	srv->login_timeout_ms = 30 * 1000;
+	srv->login_max_commands = 20;
+	srv->proxy_forward_client_ip = 1;
 	/* nginx's ssl_* defaults, in libtls's words */
 	srv->tls_protocols = TLS_PROTOCOL_TLSv1_2 | TLS_PROTOCOL_TLSv1_3;
 	strlcpy(srv->tls_ciphers, "HIGH:!aNULL:!MD5", sizeof(srv->tls_ciphers));

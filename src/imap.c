@@ -17,7 +17,8 @@
 /*
  * The imap worker process: its channels to the parent and to auth, its
  * configuration, the listening sockets and accept, and the admission of
- * new clients (the parent's cap, limit_conn_per_ip).  A client becomes
+ * new clients (the parent's cap, and the limits the auth process
+ * keeps: limit_conn_per_ip, limit_prelogin_per_ip, limit_conn_rate).  A client becomes
  * a session (session.c), speaks the pre-login dialogue (prelogin.c), and
  * is handed to proxy.c for the backend.
  */
@@ -65,10 +66,13 @@ static int	caps_learned(struct imsg *);
 static void	listeners_start(void);
 static void	listeners_pause(int);
 static void	listeners_stop(void);
+static void	listeners_hold(int);
 static void	imap_accept_resume(int, short, void *);
 static void	imap_accept(int, short, void *);
 static void	imap_refuse(int);
 static int	conn_gone(int);
+static void	conn_admitted(struct session *);
+static void	conn_spend(struct session *);
 static void	conn_send(struct session *, int);
 static void	conn_verdict(struct imsg *);
 static int	sni_listen_dup(struct listen_conf *);
@@ -99,7 +103,10 @@ static TAILQ_HEAD(, imap_listener) listeners =
     TAILQ_HEAD_INITIALIZER(listeners);
 static int			 admission;	/* enum admission */
 static int			 listening;
-static uint32_t			 conn_next_id;	/* limit_conn_per_ip */
+static int			 holding;	/* a client awaits admission */
+static int			 configured;
+static int			 started;	/* listeners_start() was called */
+static uint32_t			 conn_next_id;	/* auth's count */
 static struct event		 ev_shutdown;
 
 void
@@ -230,7 +237,10 @@ imap_configure(void)
 {
 	imap_setup();
 	imsgev_compose(&iev_parent, IMSG_CTL_READY, 0, -1, NULL, 0);
-	listeners_start();
+	configured = 1;
+	/* no client before the auth process can count it */
+	if (iev_auth != NULL)
+		listeners_start();
 }
 
 /*
@@ -248,7 +258,11 @@ imap_forked(int fd, int admit)
 	admission = admit;
 	proc_channel(&iev_parent, fd, &peer_parent, NULL);
 	sandbox_worker();
-	listeners_start();
+	/* no client before the auth process can count it: the parent
+	   sends the auth channel next */
+	configured = 1;
+	if (iev_auth != NULL)
+		listeners_start();
 	event_dispatch();
 	fatalx("event loop ended");
 }
@@ -276,7 +290,7 @@ imap_auth_channel(struct imsg *imsg)
 	proc_channel(iev_auth, fd, &peer_auth, NULL);
 
 	TAILQ_FOREACH_SAFE(s, &imap_sessions, entry, next) {
-		/* a new auth process counts them for limit_conn_per_ip */
+		/* a new auth process counts them for its limits */
 		if (s->conn_id != 0) {
 			conn_send(s, s->state != S_ADMIT);
 			n++;
@@ -287,7 +301,9 @@ imap_auth_channel(struct imsg *imsg)
 			session_update(s);
 	}
 	if (n > 0)
-		log_info("limit_conn_per_ip: %u sessions counted again", n);
+		log_info("limits: %u sessions counted again", n);
+	if (configured && !started)
+		listeners_start();
 }
 
 static void
@@ -306,7 +322,7 @@ imap_auth_lost(void)
 			    "auth process restarted", "auth unavailable");
 		} else if (s->state == S_ADMIT)
 			/* no one to count: clients waiting go on */
-			session_begin(s);
+			conn_admitted(s);
 	}
 }
 
@@ -487,7 +503,7 @@ listeners_start(void)
 
 	if (imap_draining)
 		return;
-	listening = 1;
+	started = listening = 1;
 	if (admission == ADMIT_PAUSE)
 		return;
 	TAILQ_FOREACH(l, &listeners, entry)
@@ -500,7 +516,7 @@ listeners_pause(int pause)
 {
 	struct imap_listener	*l;
 
-	if (!listening)
+	if (!listening || holding)
 		return;
 	TAILQ_FOREACH(l, &listeners, entry) {
 		if (pause) {
@@ -533,7 +549,7 @@ imap_accept_resume(int fd, short event, void *arg)
 {
 	struct imap_listener	*l = arg;
 
-	if (listening && admission != ADMIT_PAUSE)
+	if (listening && !holding && admission != ADMIT_PAUSE)
 		event_add(&l->ev, NULL);
 }
 
@@ -546,6 +562,8 @@ imap_accept(int fd, short event, void *arg)
 	struct timeval		 tv = { 1, 0 };
 	int			 cfd;
 
+	if (holding)
+		return;
 	log_select(0);
 	if ((cfd = accept4(fd, (struct sockaddr *)&ss, &len,
 	    SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1) {
@@ -570,13 +588,22 @@ imap_accept(int fd, short event, void *arg)
 		imap_refuse(cfd);
 		return;
 	}
-	/* one client per worker: nobody else may ever reach this one */
+	/*
+	 * Connection mode: the worker is spent on this client only once
+	 * the auth process admitted it (conn_spend()); until then it
+	 * reads no byte of it and takes no other, and a refusal leaves it
+	 * a spare.
+	 */
 	if (imap_conf->isolation == ISOLATION_CONNECTION)
-		listeners_stop();
-	imsgev_compose(&iev_parent, IMSG_CTL_ACCEPTED, 0, -1, NULL, 0);
+		listeners_hold(1);
+	else
+		imsgev_compose(&iev_parent, IMSG_CTL_ACCEPTED, 0, -1, NULL, 0);
 	if (session_new(l->srv, cfd, &ss, len, l->lc->ssl) == -1) {
 		close(cfd);
-		session_gone();
+		if (imap_conf->isolation == ISOLATION_CONNECTION)
+			conn_unspent();
+		else
+			session_gone();
 	}
 }
 
@@ -605,25 +632,88 @@ imap_refuse(int fd)
 }
 
 /*
- * limit_conn_per_ip: only the auth process sees every worker's clients,
- * so it counts them.  Until it answers, the client is not read.  With
+ * Admission.  Only the auth process sees every worker's clients, so it
+ * keeps the limits on them: limit_conn_per_ip, limit_prelogin_per_ip,
+ * limit_conn_rate.  Until it answers, the client is not read.  With
  * no auth process (it is being restarted) the client goes on and is
  * counted once the new one is there.
  */
 void
 conn_admit_ask(struct session *s)
 {
+	struct server_conf	*sc = s->conf;
+
+	/* shared mode told the parent at accept */
+	if (imap_conf->isolation == ISOLATION_SHARED)
+		s->spent = 1;
+	if (sc->limit_conn_per_ip == 0 && sc->limit_prelogin_per_ip == 0 &&
+	    sc->limit_conn_rate == 0) {
+		conn_admitted(s);
+		return;
+	}
 	if (++conn_next_id == 0)
 		conn_next_id = 1;
 	s->conn_id = conn_next_id;
 	if (iev_auth == NULL) {
-		session_begin(s);
+		conn_admitted(s);
 		return;
 	}
 	s->state = S_ADMIT;
 	session_timer(s, s->conf->timeout_ms);
 	conn_send(s, 0);
 	session_update(s);
+}
+
+static void
+conn_admitted(struct session *s)
+{
+	conn_spend(s);
+	session_begin(s);
+}
+
+/*
+ * Connection mode: this worker is the client's now.  One client per
+ * worker: nobody else may ever reach this one, and the parent forks
+ * another spare.
+ */
+static void
+conn_spend(struct session *s)
+{
+	if (s->spent)
+		return;
+	s->spent = 1;
+	holding = 0;
+	listeners_stop();
+	imsgev_compose(&iev_parent, IMSG_CTL_ACCEPTED, 0, -1, NULL, 0);
+}
+
+/* connection mode: a client refused before it was served is gone */
+void
+conn_unspent(void)
+{
+	if (imap_draining && imap_nsessions == 0) {
+		imsgbuf_flush(&iev_parent.ibuf);
+		exit(0);
+	}
+	listeners_hold(0);
+}
+
+/* stop accepting while a client awaits admission, or go on */
+static void
+listeners_hold(int hold)
+{
+	struct imap_listener	*l;
+
+	holding = hold;
+	if (!listening)
+		return;
+	TAILQ_FOREACH(l, &listeners, entry) {
+		if (hold) {
+			event_del(&l->ev);
+			evtimer_del(&l->ev_pause);
+		} else if (admission != ADMIT_PAUSE)
+			event_add(&l->ev, NULL);
+	}
 }
 
 static void
@@ -635,6 +725,7 @@ conn_send(struct session *s, int recount)
 	c.id = s->conn_id;
 	c.server_id = s->conf->id;
 	c.recount = recount;
+	c.prelogin = !s->conn_login;
 	strlcpy(c.client_ip, s->client_ip, sizeof(c.client_ip));
 	imsgev_compose(iev_auth, IMSG_AUTH_CONN_OPEN, 0, -1, &c, sizeof(c));
 }
@@ -642,10 +733,22 @@ conn_send(struct session *s, int recount)
 static void
 conn_verdict(struct imsg *imsg)
 {
+	static const struct {
+		const char	*bye;
+		const char	*reason;
+	} refusals[] = {
+		[CONN_LIMIT_PER_IP] = { "too many connections from your "
+		    "address", "limit_conn_per_ip" },
+		[CONN_LIMIT_PRELOGIN] = { "too many unauthenticated "
+		    "connections from your address", "limit_prelogin_per_ip" },
+		[CONN_LIMIT_RATE] = { "too many new connections from your "
+		    "address, try again later", "limit_conn_rate" },
+	};
 	struct auth_conn_verdict	 v;
 	struct session			*s;
 
-	if (imsg_get_data(imsg, &v, sizeof(v)) == -1)
+	if (imsg_get_data(imsg, &v, sizeof(v)) == -1 ||
+	    v.limit > CONN_LIMIT_RATE)
 		fatalx("%s: bad message", __func__);
 	TAILQ_FOREACH(s, &imap_sessions, entry)
 		if (s->state == S_ADMIT && s->conn_id == v.id)
@@ -653,17 +756,26 @@ conn_verdict(struct imsg *imsg)
 	if (s == NULL)
 		return;
 	log_select(s->conf->id);
-	if (v.admit) {
-		session_begin(s);
+	if (v.limit == CONN_ADMIT) {
+		conn_admitted(s);
 		return;
 	}
 	/* not counted: nothing to take back when it closes */
 	s->conn_id = 0;
 	/* a TLS client would take a line in the clear for garbage */
 	if (!s->implicit_tls)
-		client_reply(s, "* BYE [UNAVAILABLE] too many connections "
-		    "from your address");
-	session_finish(s, "limit_conn_per_ip");
+		client_reply(s, "* BYE [UNAVAILABLE] %s", refusals[v.limit].bye);
+	session_finish(s, refusals[v.limit].reason);
+}
+
+/* logged in: it counts no more for limit_prelogin_per_ip */
+void
+conn_logged_in(struct session *s)
+{
+	if (s->conn_id != 0 && iev_auth != NULL)
+		imsgev_compose(iev_auth, IMSG_AUTH_CONN_LOGIN, 0, -1,
+		    &s->conn_id, sizeof(s->conn_id));
+	s->conn_login = 1;
 }
 
 /* the session ends: the auth process counts one less */

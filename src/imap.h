@@ -51,7 +51,7 @@ enum session_state {
 	S_BACKEND_LOGIN,	/* login sent, waiting for its tagged reply */
 	S_RELAY,		/* logged in: bytes both ways */
 	S_CLOSING,		/* flushing the last replies, then close */
-	S_ADMIT,		/* limit_conn_per_ip: auth counts, we wait */
+	S_ADMIT,		/* limit_*: auth counts, we wait */
 };
 
 /* where an AUTHENTICATE exchange stands */
@@ -112,8 +112,12 @@ struct imap_server {
 #define BCAP_STARTTLS		0x10
 #define BCAP_LISTED		0x20	/* the greeting had a list */
 
+/* a session's id: in its log lines and, as x-session-id, the backend's */
+#define SESSION_ID_LEN		12
+
 struct session {
 	TAILQ_ENTRY(session)	 entry;
+	char			 id[SESSION_ID_LEN + 1];
 	enum session_state	 state;
 	struct imap_server	*srv;
 	struct server_conf	*conf;
@@ -126,7 +130,9 @@ struct session {
 	char			 client_ip[INET6_ADDRSTRLEN];
 	uint16_t		 client_port;
 	int			 implicit_tls;	/* came on a "listen ... ssl" */
-	uint32_t		 conn_id;	/* counted by limit_conn_per_ip */
+	uint32_t		 conn_id;	/* counted by the auth process */
+	int			 conn_login;	/* auth told it logged in */
+	int			 spent;		/* the parent was told */
 	struct event		 ev_cread;
 	struct event		 ev_cwrite;
 	struct event		 ev_timer;	/* the one timer of a phase */
@@ -150,6 +156,8 @@ struct session {
 	struct imap_cmd		*cmd;		/* both only before login */
 	size_t			 lit_acked;	/* literal already sent "+" */
 	unsigned int		 errors;
+	unsigned int		 commands;	/* other than logins */
+	int			 login_cut;	/* the timer is login_timeout's */
 	char			 tag[IMAP_NAMELEN * 2 + 1];	/* login's */
 	enum sasl_step		 sasl;
 	char			*salt;		/* CRAM-MD5's, SASL_SALT_LEN */
@@ -225,7 +233,9 @@ extern int			 imap_draining;
 void		 imap_setup(void);
 __attribute__((noreturn)) void imap_forked(int, int);
 void		 conn_admit_ask(struct session *);
+void		 conn_logged_in(struct session *);
 void		 conn_release(struct session *);
+void		 conn_unspent(void);
 #ifdef REGRESS_TRIGGERS
 int		 imap_regress_try(const char *, char *, size_t);
 #endif
@@ -264,6 +274,8 @@ const char	*log_quoted(char *, size_t, const char *);
 
 /* prelogin.c */
 int		 session_parse(struct session *);
+unsigned int	 login_timer(struct session *, unsigned int);
+int		 login_expired(struct session *);
 int		 auth_send(struct session *);
 void		 auth_cancel(struct session *);
 void		 auth_result(struct imsg *);

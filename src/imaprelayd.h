@@ -221,6 +221,15 @@ struct server_conf {
 	unsigned int			 limit_auth_fail_delay_ms;
 	/* a refused login is answered after it (auth.c); 0: at once */
 	unsigned int			 auth_fail_delay_ms;	/* 2s */
+	unsigned int			 limit_prelogin_per_ip;	/* 20 */
+	unsigned int			 limit_conn_rate;	/* 20/s */
+	unsigned int			 limit_conn_burst;	/* 100 */
+	unsigned int			 limit_ipv6_prefix;	/* 64 */
+	/* hostile clients before login (prelogin.c) */
+	unsigned int			 login_timeout_ms;	/* 30s */
+	unsigned int			 login_max_commands;	/* 20 */
+	/* x-originating-ip and friends in the backend's ID (proxy.c) */
+	int				 proxy_forward_client_ip;	/* on */
 };
 TAILQ_HEAD(server_list, server_conf);
 
@@ -316,6 +325,7 @@ enum imsg_type {
 	IMSG_AUTH_CONN_VERDICT,	/* auth -> imap: struct auth_conn_verdict */
 	IMSG_AUTH_CONN_CLOSE,	/* imap -> auth: uint32_t session number */
 	IMSG_AUTH_CAPS,		/* auth -> imap: struct auth_caps */
+	IMSG_AUTH_CONN_LOGIN,	/* imap -> auth: uint32_t session number */
 };
 
 /* IMSG_CFG_TLS_*: one piece of a PEM file, followed by its bytes */
@@ -426,21 +436,31 @@ struct auth_result {
 };
 
 /*
- * limit_conn_per_ip: a worker asks the auth process before it greets a
- * client of a server with the limit, and says when the session ends.
- * After an auth restart a worker counts its sessions again (recount:
- * no verdict is sent).
+ * limit_conn_per_ip, limit_prelogin_per_ip, limit_conn_rate: a worker
+ * asks the auth process before it greets a client of a server with a
+ * limit, says when the session logged in (IMSG_AUTH_CONN_LOGIN) and
+ * when it ends (IMSG_AUTH_CONN_CLOSE).  After an auth restart a worker
+ * counts its sessions again (recount: no verdict is sent).
  */
 struct auth_conn {
 	uint32_t	 id;		/* the worker's number for the session */
 	uint32_t	 server_id;
 	uint32_t	 recount;
+	uint32_t	 prelogin;	/* not logged in yet */
 	char		 client_ip[INET6_ADDRSTRLEN];
+};
+
+/* auth_conn_verdict.limit: admitted, or the limit that refused */
+enum conn_limit {
+	CONN_ADMIT = 0,
+	CONN_LIMIT_PER_IP,	/* limit_conn_per_ip */
+	CONN_LIMIT_PRELOGIN,	/* limit_prelogin_per_ip */
+	CONN_LIMIT_RATE,	/* limit_conn_rate */
 };
 
 struct auth_conn_verdict {
 	uint32_t	 id;
-	uint32_t	 admit;		/* 0: too many from that address */
+	uint32_t	 limit;		/* enum conn_limit */
 };
 
 /*

@@ -184,6 +184,8 @@ static int	set_proxy_pass(struct parser *, const struct directive *,
 		    void *, int, char **);
 static int	set_limit_auth_fail(struct parser *, const struct directive *,
 		    void *, int, char **);
+static int	set_limit_conn_rate(struct parser *, const struct directive *,
+		    void *, int, char **);
 static int	set_listen(struct parser *, const struct directive *, void *,
 		    int, char **);
 static int	set_protocol(struct parser *, const struct directive *, void *,
@@ -230,6 +232,7 @@ static const struct keyword isolations[] = {
 	{ NULL, 0 }
 };
 static const struct keyword autonum[] = { { "auto", 0 }, { NULL, 0 } };
+static const struct keyword offnum[] = { { "off", 0 }, { NULL, 0 } };
 static const struct keyword mechs[] = {
 	{ "plain", MECH_PLAIN }, { "login", MECH_LOGIN },
 	{ "cram-md5", MECH_CRAM_MD5 }, { "external", MECH_EXTERNAL },
@@ -360,6 +363,21 @@ static const struct directive directives[] = {
 	{ "limit_auth_fail",	C_MS,	1, 3,	0,
 	    SPAN(S_SPECIAL, limit_auth_fail, limit_auth_fail_delay_ms),
 	    .set = set_limit_auth_fail },
+	{ "limit_prelogin_per_ip", C_MS, 1, 1,	0,
+	    SRV(S_NUMBER, limit_prelogin_per_ip), .lo = 0, .hi = 1000000,
+	    .vals = offnum },
+	{ "limit_conn_rate",	C_MS,	1, 2,	0,
+	    SPAN(S_SPECIAL, limit_conn_rate, limit_conn_burst),
+	    .set = set_limit_conn_rate },
+	{ "limit_ipv6_prefix",	C_MS,	1, 1,	0,
+	    SRV(S_NUMBER, limit_ipv6_prefix), .lo = 1, .hi = 128 },
+	/* hostile clients before login (beyond nginx) */
+	{ "login_timeout",	C_MS,	1, 1,	0,
+	    SRV(S_TIME, login_timeout_ms) },
+	{ "login_max_commands",	C_MS,	1, 1,	0,
+	    SRV(S_NUMBER, login_max_commands), .lo = 1, .hi = 1000000 },
+	{ "proxy_forward_client_ip", C_MS, 1, 1, 0,
+	    SRV(S_FLAG, proxy_forward_client_ip) },
 	/* TLS towards clients */
 	/* ssl then starttls: each setter looks at the other's row */
 	{ "ssl",		C_MS,	1, 1,	0,
@@ -1664,6 +1682,36 @@ set_limit_auth_fail(struct parser *p, const struct directive *d,
 	srv->limit_auth_fail = n;
 	srv->limit_auth_fail_window_ms = window;
 	srv->limit_auth_fail_delay_ms = delay;
+	return (0);
+}
+
+/*
+ * limit_conn_rate rate [burst], or off: new sessions per second from
+ * one address, with a burst (default five seconds' worth) taken at
+ * once.
+ */
+static int
+set_limit_conn_rate(struct parser *p, const struct directive *d,
+    void *base, int argc, char **argv)
+{
+	struct server_conf	*srv = base;
+	const char		*errstr;
+	long long		 rate, burst;
+
+	if (argc == 2 && strcmp(argv[1], "off") == 0) {
+		srv->limit_conn_rate = 0;
+		return (0);
+	}
+	if (parse_number(p, argv, 1, 1000000, &rate) == -1)
+		return (-1);
+	burst = rate * 5 > 1000000 ? 1000000 : rate * 5;
+	if (argc == 3) {
+		burst = strtonum(argv[2], 1, 1000000, &errstr);
+		if (errstr != NULL)
+			return (badvalue(p, argv, argv[2]));
+	}
+	srv->limit_conn_rate = rate;
+	srv->limit_conn_burst = burst;
 	return (0);
 }
 

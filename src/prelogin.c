@@ -34,6 +34,8 @@
 #include "sasl.h"
 
 static int	parse_command(struct session *);
+static int	login_phase(struct session *);
+static int	command_budget(struct session *, const char *);
 static int	client_bad(struct session *, const char *, const char *,
 		    const char *);
 static int	cmd_capability(struct session *);
@@ -101,6 +103,78 @@ session_parse(struct session *s)
 	return (0);
 }
 
+/*
+ * login_timeout: the whole pre-login phase, from accept to the login's
+ * answer, is bounded, whatever the client does.  The idle timer of
+ * each step (timeout, auth_http_timeout, Auth-Wait) restarts with
+ * every command; a client that keeps busy could hold its slot for
+ * ever otherwise.
+ */
+static int
+login_phase(struct session *s)
+{
+	switch (s->state) {
+	case S_PRELOGIN:
+	case S_AUTHENTICATE:
+	case S_AUTH_WAIT:
+	case S_AUTH_DELAY:
+		return (1);
+	default:
+		return (0);
+	}
+}
+
+/*
+ * A phase's timer, cut to what is left of login_timeout; login_cut
+ * says that the timer is login_timeout's (the clock the timer runs on
+ * may see it go off a little before now_ms() reaches the end).
+ */
+unsigned int
+login_timer(struct session *s, unsigned int ms)
+{
+	uint64_t	 end = s->start_ms + s->conf->login_timeout_ms;
+	uint64_t	 now;
+
+	s->login_cut = 0;
+	/* the relay re-arms its timer often: no clock read there */
+	if (!login_phase(s) || s->conf->login_timeout_ms == 0)
+		return (ms);
+	now = now_ms();
+	if (ms != 0 && now + ms < end)
+		return (ms);
+	s->login_cut = 1;
+	return (now >= end ? 1 : end - now);
+}
+
+/* the timer went off: 1 if login_timeout ended the session */
+int
+login_expired(struct session *s)
+{
+	if (!s->login_cut || !login_phase(s))
+		return (0);
+	client_reply(s, "* BYE login timeout, too long without logging in");
+	session_finish(s, "login timeout");
+	return (1);
+}
+
+/*
+ * login_max_commands: what a client may ask before it logs in, logins
+ * and LOGOUT aside (an AUTHENTICATE the client cancels counts).  A
+ * client that only keeps the connection busy is told to go.  0: within
+ * the budget, -1: the session ends.
+ */
+static int
+command_budget(struct session *s, const char *name)
+{
+	if (strcmp(name, "LOGIN") == 0 || strcmp(name, "AUTHENTICATE") == 0 ||
+	    strcmp(name, "LOGOUT") == 0 ||
+	    ++s->commands <= s->conf->login_max_commands)
+		return (0);
+	imap_cmd_clear(s->cmd);
+	client_reply(s, "* BYE too many commands before login");
+	return (session_finish(s, "too many commands before login"));
+}
+
 /* 1: a command was handled, 0: need more input, -1: session ended */
 static int
 parse_command(struct session *s)
@@ -126,6 +200,8 @@ parse_command(struct session *s)
 	}
 	iobuf_drain(&s->in, consumed);
 	s->lit_acked = 0;
+	if (command_budget(s, cmd->name) == -1)
+		return (-1);
 	if (st == IMAP_PARSE_BAD || st == IMAP_PARSE_TOOBIG)
 		return (client_bad(s, cmd->tag, cmd->error, !cmd->close ? NULL :
 		    st == IMAP_PARSE_BAD ? "bad command" :
@@ -232,9 +308,21 @@ id_nil(const struct imap_arg *a)
 }
 
 /*
- * ID NIL or ID ("name" "value" ...).  The list is kept to be passed on
- * to the backend; a field that cannot be quoted is left out (a name)
- * or sent as NIL (a value).
+ * Fields a client may not set: "x-originating-ip" and its kin tell a
+ * backend that trusts the proxy (Dovecot's login_trusted_networks)
+ * who the client is.  Only the proxy says that (proxy.c).
+ */
+static int
+id_reserved(const struct imap_arg *k)
+{
+	return (k->len >= 2 && strncasecmp(k->data, "x-", 2) == 0);
+}
+
+/*
+ * ID NIL or ID ("name" "value" ...).  The fields are kept to be
+ * passed on to the backend, without the list's parentheses; a field
+ * that cannot be quoted is left out (a name) or sent as NIL (a value),
+ * and so is every "x-" field.
  */
 static int
 cmd_id(struct session *s)
@@ -255,13 +343,12 @@ cmd_id(struct session *s)
 			return (client_bad(s, cmd->tag, "invalid arguments",
 			    NULL));
 	memset(&b, 0, sizeof(b));
-	iobuf_add(&b, "(", 1);
 	for (i = 1; i < n - 1; i += 2) {
 		k = &cmd->args[i];
 		v = &cmd->args[i + 1];
-		if (!id_quotable(k))
+		if (!id_quotable(k) || id_reserved(k))
 			continue;
-		if (b.len > 1)
+		if (b.len > 0)
 			iobuf_add(&b, " ", 1);
 		id_quote(&b, k);
 		iobuf_add(&b, " ", 1);
@@ -270,7 +357,7 @@ cmd_id(struct session *s)
 		else
 			id_quote(&b, v);
 	}
-	iobuf_add(&b, ")\0", 2);
+	iobuf_add(&b, "\0", 1);
 	free(s->id_params);
 	s->id_params = (char *)b.data;	/* NULL if out of memory: no ID */
  done:
@@ -462,7 +549,8 @@ sasl_step(struct session *s, const unsigned char *line, size_t len)
 		s->state = S_PRELOGIN;
 		s->sasl = SASL_NONE;
 		client_reply(s, "%s BAD authentication cancelled", s->tag);
-		return (0);
+		/* no login was tried: it spends the budget of commands */
+		return (command_budget(s, "") == -1 ? -1 : 0);
 	}
 	if ((dec = malloc(declen)) == NULL) {
 		log_warn(__func__);

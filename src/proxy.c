@@ -49,6 +49,7 @@ static int	backend_lines(struct session *);
 static int	backend_greeting(struct session *, const char *, size_t);
 static void	backend_caps(struct session *, const char *);
 static int	backend_login_line(struct session *, const char *, size_t);
+static void	login_add_id(struct session *, struct iobuf *);
 static int	login_build(struct session *);
 static int	login_write(struct session *);
 static int	login_ok(struct session *, const char *, size_t);
@@ -453,6 +454,8 @@ login_add(struct iobuf *b, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		fatalx("%s: too long", __func__);
 	iobuf_add(b, buf, n);
 }
 
@@ -486,6 +489,52 @@ login_add_plain(struct session *s, struct iobuf *b)
 }
 
 /*
+ * The ID before the login: who the client is, for a backend that
+ * trusts the proxy to say it (Dovecot's login_trusted_networks: its
+ * logs, allow_nets and rate limits then see the client, not the
+ * proxy), and the session's id, which the backend logs with ours; then
+ * the client's own fields, none of them "x-" (prelogin.c).
+ */
+static void
+login_add_id(struct session *s, struct iobuf *b)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof(ss);
+	char			 lip[INET6_ADDRSTRLEN], lport[8];
+	size_t			 start = b->len;
+	int			 fields = 0;
+
+	login_add(b, "%s.id ID (", s->tag);
+	if (s->conf->proxy_forward_client_ip) {
+		if (getsockname(s->cfd, (struct sockaddr *)&ss, &len) == -1 ||
+		    getnameinfo((struct sockaddr *)&ss, len, lip, sizeof(lip),
+		    lport, sizeof(lport), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+			lip[0] = lport[0] = '\0';
+		login_add(b, "\"x-originating-ip\" \"%s\" "
+		    "\"x-originating-port\" \"%u\"", s->client_ip,
+		    (unsigned int)s->client_port);
+		if (lip[0] != '\0')
+			login_add(b, " \"x-connected-ip\" \"%s\" "
+			    "\"x-connected-port\" \"%s\"", lip, lport);
+		login_add(b, " \"x-session-id\" \"%s\"", s->id);
+		fields++;
+	}
+	if (s->id_params != NULL && s->id_params[0] != '\0') {
+		if (fields++ > 0)
+			iobuf_add(b, " ", 1);
+		iobuf_add(b, s->id_params, strlen(s->id_params));
+	}
+	if (fields == 0) {
+		/* nothing to say: no ID at all */
+		explicit_bzero(b->data + start, b->len - start);
+		b->len = start;
+		return;
+	}
+	iobuf_add(b, ")\r\n", 3);
+	s->id_pending = 1;
+}
+
+/*
  * The login command, with the client's tag so that the backend's tagged
  * reply can go to the client as it is.  Its parts are sent one by one
  * only for synchronising literals, where each waits for a "+".
@@ -498,12 +547,8 @@ login_build(struct session *s)
 
 	memset(b, 0, sizeof(*b));
 	s->login_nseg = s->login_cur = 0;
-	if (s->id_params != NULL && (s->bcaps & BCAP_ID)) {
-		login_add(b, "%s.id ID ", s->tag);
-		iobuf_add(b, s->id_params, strlen(s->id_params));
-		iobuf_add(b, "\r\n", 2);
-		s->id_pending = 1;
-	}
+	if (s->bcaps & BCAP_ID)
+		login_add_id(s, b);
 	if ((s->bcaps & (BCAP_SASL_IR | BCAP_AUTH_PLAIN)) ==
 	    (BCAP_SASL_IR | BCAP_AUTH_PLAIN)) {
 		if (login_add_plain(s, b) == -1)
@@ -635,6 +680,7 @@ login_ok(struct session *s, const char *line, size_t len)
 	iobuf_free(&s->in);
 	session_parser_free(s);
 	relay_start(s);
+	conn_logged_in(s);
 	return (0);
 }
 

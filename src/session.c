@@ -38,6 +38,7 @@
 #include "imaprelayd.h"
 #include "imap.h"
 
+static void	session_id(char *);
 static void	session_greet(struct session *);
 static int	sni_select(struct session *);
 static int	session_tls_start(struct session *);
@@ -78,6 +79,7 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 		}
 		return (-1);
 	}
+	session_id(s->id);
 	s->srv = srv;
 	s->conf = srv->conf;
 	/* its lines go to its server's error_log, if it has one */
@@ -102,14 +104,30 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 	evtimer_set(&s->ev_timer, session_timeout, s);
 	TAILQ_INSERT_TAIL(&imap_sessions, s, entry);
 	imap_nsessions++;
-	log_debug("session start client=%s", s->client);
+	log_debug("session start client=%s session=%s", s->client, s->id);
 
 	s->implicit_tls = ssl;
-	if (s->conf->limit_conn_per_ip > 0)
-		conn_admit_ask(s);
-	else
-		session_begin(s);
+	conn_admit_ask(s);
 	return (0);
+}
+
+/*
+ * 72 random bits in 12 characters of base64's URL alphabet: no two
+ * sessions of any worker share one, and it fits a log line and an ID
+ * field as it is.
+ */
+static void
+session_id(char *id)
+{
+	static const char	 alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "abcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned char		 r[SESSION_ID_LEN];
+	size_t			 i;
+
+	arc4random_buf(r, sizeof(r));
+	for (i = 0; i < SESSION_ID_LEN; i++)
+		id[i] = alphabet[r[i] & 63];
+	id[SESSION_ID_LEN] = '\0';
 }
 
 /* admitted: TLS or the greeting */
@@ -250,6 +268,8 @@ session_gone(void)
 void
 session_close(struct session *s, const char *reason)
 {
+	int	 spent = s->spent;
+
 	auth_cancel(s);
 	conn_release(s);
 	session_log_end(s, reason);
@@ -274,7 +294,11 @@ session_close(struct session *s, const char *reason)
 	TAILQ_REMOVE(&imap_sessions, s, entry);
 	imap_nsessions--;
 	freezero(s, sizeof(*s));
-	session_gone();
+	/* a client refused before it was served spent no worker */
+	if (spent)
+		session_gone();
+	else
+		conn_unspent();
 }
 
 /*
@@ -329,13 +353,13 @@ session_log_end(struct session *s, const char *reason)
 	    strcmp(reason, "backend closed") == 0) && proxy_logged_out(s))
 		reason = "client logout";
 	log_info("session end client=%s user=%s backend=%s auth_ms=%u "
-	    "in=%llu out=%llu duration_ms=%llu reason=\"%s\"", s->client,
-	    log_safe(user, sizeof(user), s->user,
+	    "in=%llu out=%llu duration_ms=%llu reason=\"%s\" session=%s",
+	    s->client, log_safe(user, sizeof(user), s->user,
 	    s->user ? strlen(s->user) : 0),
 	    s->backend[0] != '\0' ? s->backend : "-", s->auth_ms,
 	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
 	    (unsigned long long)(now_ms() - s->start_ms),
-	    log_quoted(why, sizeof(why), reason));
+	    log_quoted(why, sizeof(why), reason), s->id);
 }
 
 /* a login that cannot go on for lack of a service: tell, log, close */
@@ -403,6 +427,7 @@ session_timer(struct session *s, unsigned int ms)
 	struct timeval	 tv;
 
 	evtimer_del(&s->ev_timer);
+	ms = login_timer(s, ms);
 	if (ms == 0)
 		return;
 	tv.tv_sec = ms / 1000;
@@ -421,6 +446,8 @@ session_timeout(int fd, short event, void *arg)
 		session_close(s, "tls handshake timeout");
 		return;
 	}
+	if (login_expired(s))
+		return;
 	switch (s->state) {
 	case S_PRELOGIN:
 	case S_AUTHENTICATE:
@@ -446,7 +473,7 @@ session_timeout(int fd, short event, void *arg)
 		session_close(s, s->reason);
 		break;
 	case S_ADMIT:
-		session_close(s, "limit_conn_per_ip: no answer from auth");
+		session_close(s, "admission: no answer from auth");
 		break;
 	}
 }

@@ -6,11 +6,13 @@ its process tree (for CPU and memory), and is a context manager that
 starts and stops what it owns.
 
 imaprelayd and nginx get the same nginx configuration text; only the
-few top-level lines that one of them does not know differ (nginx has no
+few lines that one of them does not know differ (nginx has no
 `isolation`, imaprelayd logs to stderr under -d where the harness
-waits for its "startup" line).  Dovecot cannot ask an auth_http
-service: as a proxy it reads the same users, with proxy=y and the
-backend's address, from a passwd-file, as its operators configure it."""
+waits for its "startup" line, and its limits against one hostile
+address are turned off: all the load comes from 127.0.0.1).  Dovecot
+cannot ask an auth_http service: as a proxy it reads the same users,
+with proxy=y and the backend's address, from a passwd-file, as its
+operators configure it."""
 
 import os
 import shutil
@@ -117,10 +119,14 @@ class Imaprelayd:
         d = os.path.join(tmpdir, "imaprelayd-" + isolation)
         os.makedirs(d, exist_ok=True)
         user = daemon.daemon_user()
+        # the load comes from one address: imaprelayd's limits against
+        # a hostile one (on by default, nginx has none) are turned off
         text = ("isolation %s;\n" % isolation +
                 ("user %s;\n" % user if user else "") +
                 mail_config(self.port, self.tls_port, auth_url, workers,
-                            cert, proxy_buffer))
+                            cert, proxy_buffer)
+                .replace("mail {\n", "mail {\n\tlimit_conn_rate off;\n"
+                         "\tlimit_prelogin_per_ip off;\n", 1))
         self.d = daemon.Daemon(d, text, self.port)
 
     def roots(self):

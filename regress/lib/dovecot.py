@@ -328,17 +328,24 @@ def cert_listener(cert_port):
   }}"""
 
 
-def _write_users(path, tmp, users, uid, gid):
+def _write_users(path, tmp, users, uid, gid, extra_users=None):
     with open(path, "w") as f:
         for user, password in users.items():
             # user:password:uid:gid:gecos:home:shell
             f.write(f"{user}:{{PLAIN}}{password}:{uid}:{gid}::"
                     f"{tmp}/mail/{user}::\n")
+        for user, (password, fields) in (extra_users or {}).items():
+            # ...:extra fields of the passdb (allow_nets=...)
+            f.write(f"{user}:{{PLAIN}}{password}:{uid}:{gid}::"
+                    f"{tmp}/mail/{user}::{fields}\n")
     os.chmod(path, 0o644)
 
 
-def start(tmpdir=None, timeout=20):
-    """Start a Dovecot and wait until its port accepts connections."""
+def start(tmpdir=None, timeout=20, extra_conf="", extra_users=None):
+    """Start a Dovecot and wait until its port accepts connections.
+    A test that needs a Dovecot of its own gives extra_conf (settings
+    after the usual ones, which they override) and extra_users
+    ({user: (password, "passdb extra fields")})."""
     binary = find_dovecot()
     if binary is None:
         raise SkipDovecot("dovecot not installed (apt-get install "
@@ -370,12 +377,15 @@ def start(tmpdir=None, timeout=20):
         if _loopback2():
             cert_port = util.free_port("127.0.0.2")
     users = all_users()
-    _write_users(os.path.join(tmp, "users"), tmp, users, uid, gid)
+    _write_users(os.path.join(tmp, "users"), tmp, users, uid, gid,
+                 extra_users)
+    for user, (password, _) in (extra_users or {}).items():
+        users[user] = password
     conf = os.path.join(tmp, "dovecot.conf")
     with open(conf, "w") as f:
         f.write(_config(tmp, port, uid, gid, login_user, internal_user,
                         rootless, tls_port, cert_port, limit_port) +
-                limit_config(limit_port))
+                limit_config(limit_port) + extra_conf)
     logf = open(os.path.join(tmp, "dovecot.stderr"), "wb")
     proc = subprocess.Popen([binary, "-F", "-c", conf], stdin=subprocess.DEVNULL,
                             stdout=logf, stderr=subprocess.STDOUT)
