@@ -8,10 +8,11 @@
 # clang and libclang-rt-dev (libFuzzer, ASan, UBSan) for the fuzz targets;
 # systemd for systemd-analyze (test_service: the unit is verified and
 # its exposure measured; nothing is started); iproute2 for ip, which
-# test_limits uses to give lo IPv6 addresses of one /64
+# test_limits uses to give lo IPv6 addresses of one /64; haproxy, in
+# front of two imaprelayd in test_proxyproto (send-proxy-v2)
 PKGS="gcc make pkg-config libbsd-dev libevent-dev libtls-dev \
 libcurl4-openssl-dev dovecot-imapd python3 curl openssl mandoc procps \
-clang libclang-rt-dev libssl-dev systemd iproute2"
+clang libclang-rt-dev libssl-dev systemd iproute2 haproxy"
 DAEMON_USER=_imaprelayd
 
 is_root() {
