@@ -114,7 +114,8 @@ def run_unit(path, tally):
 # a copy of its seed corpus in the temporary directory, all at once
 
 FUZZ_TARGETS = ("fuzz_imapparse", "fuzz_sasl", "fuzz_authhttp",
-                "fuzz_config", "fuzz_imsg", "fuzz_chello", "fuzz_limit")
+                "fuzz_config", "fuzz_imsg", "fuzz_chello", "fuzz_limit",
+                "fuzz_proxyproto")
 FUZZ_TIME = int(os.environ.get("FUZZ_TIME", "10"))
 
 
