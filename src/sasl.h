@@ -1,7 +1,8 @@
 /*
  * sasl: decoding of the SASL mechanisms the proxy speaks itself
- * (RFC 4616 PLAIN, draft LOGIN, RFC 2195 CRAM-MD5, RFC 4422 EXTERNAL)
- * and base64 (RFC 4648, strict: no whitespace, padding required).
+ * (RFC 4616 PLAIN, draft LOGIN, RFC 2195 CRAM-MD5, RFC 4422 EXTERNAL,
+ * RFC 7628 OAUTHBEARER, Google's XOAUTH2) and base64 (RFC 4648,
+ * strict: no whitespace, padding required).
  */
 
 #ifndef SASL_H
@@ -42,5 +43,37 @@ int	sasl_cram_md5_salt(char *, size_t, const char *);
  */
 int	sasl_cram_md5_parse(const unsigned char *, size_t,
 	    const char **, size_t *, const char **);
+
+/*
+ * An OAuth 2.0 bearer token and who it is for.  user points into the
+ * message (for OAUTHBEARER decoded there in place: =2C and =3D), token
+ * too; neither is NUL-terminated.
+ */
+struct sasl_oauth {
+	const char	*user;
+	size_t		 user_len;
+	const char	*token;
+	size_t		 token_len;
+};
+
+/*
+ * XOAUTH2: "user=" user ^A "auth=Bearer " token ^A ^A.
+ * OAUTHBEARER (RFC 7628): gs2-header ("n" or "y", never channel
+ * binding, and an authzid "a=user", required as Angie does) ^A, then
+ * key=value pairs each ending in ^A, one of them "auth=Bearer token",
+ * then ^A.  The token is an RFC 6750 b64token, the user has no control
+ * byte.  0 ok, -1 malformed.
+ */
+int	sasl_xoauth2_parse(const unsigned char *, size_t, struct sasl_oauth *);
+int	sasl_oauthbearer_parse(unsigned char *, size_t, struct sasl_oauth *);
+
+/*
+ * The client's message for the backend: -1 when it does not fit in
+ * the buffer (1024 bytes more than user and token always fit).
+ */
+int	sasl_xoauth2_make(char *, size_t, const char *, size_t, const char *,
+	    size_t);
+int	sasl_oauthbearer_make(char *, size_t, const char *, size_t,
+	    const char *, size_t);
 
 #endif /* SASL_H */

@@ -17,8 +17,8 @@
 /*
  * libFuzzer target for sasl.c: the client's AUTHENTICATE lines go
  * through base64_decode and then one of the mechanism parsers.  The
- * input is used three ways: as base64 text, as a decoded PLAIN
- * message, as a decoded CRAM-MD5 response.  Base64 is strict, so every
+ * input is used as base64 text, as a decoded PLAIN message, as a
+ * decoded CRAM-MD5 response and as an XOAUTH2 or OAUTHBEARER message.  Base64 is strict, so every
  * accepted text must be the one encoding of what it decodes to.
  */
 
@@ -116,6 +116,61 @@ fuzz_cram(const uint8_t *data, size_t size)
 		    digest[i] != '\0');
 }
 
+/* the user and the token lie in the message; made again, read the same */
+static void
+check_oauth(const struct sasl_oauth *so, const uint8_t *msg, size_t size,
+    int bearer)
+{
+	struct sasl_oauth	 again;
+	unsigned char		*buf;
+	size_t			 len = size * 3 + 64, i;
+	int			 n;
+
+	REQUIRE(so->user_len > 0 && so->token_len > 0);
+	REQUIRE((const uint8_t *)so->user >= msg &&
+	    (const uint8_t *)so->user + so->user_len <= msg + size);
+	REQUIRE((const uint8_t *)so->token >= msg &&
+	    (const uint8_t *)so->token + so->token_len <= msg + size);
+	for (i = 0; i < so->user_len; i++)
+		REQUIRE((unsigned char)so->user[i] >= 0x20 &&
+		    so->user[i] != 0x7f);
+	if ((buf = malloc(len)) == NULL)
+		abort();
+	if (bearer)
+		n = sasl_oauthbearer_make((char *)buf, len, so->user,
+		    so->user_len, so->token, so->token_len);
+	else
+		n = sasl_xoauth2_make((char *)buf, len, so->user, so->user_len,
+		    so->token, so->token_len);
+	REQUIRE(n > 0);
+	if (bearer)
+		REQUIRE(sasl_oauthbearer_parse(buf, n, &again) == 0);
+	else
+		REQUIRE(sasl_xoauth2_parse(buf, n, &again) == 0);
+	REQUIRE(again.user_len == so->user_len &&
+	    memcmp(again.user, so->user, so->user_len) == 0 &&
+	    again.token_len == so->token_len &&
+	    memcmp(again.token, so->token, so->token_len) == 0);
+	free(buf);
+}
+
+static void
+fuzz_oauth(const uint8_t *data, size_t size)
+{
+	struct sasl_oauth	 so;
+	unsigned char		*copy;
+
+	if (sasl_xoauth2_parse(data, size, &so) == 0)
+		check_oauth(&so, data, size, 0);
+	/* OAUTHBEARER decodes the user in place */
+	if ((copy = malloc(size + 1)) == NULL)
+		abort();
+	memcpy(copy, data, size);
+	if (sasl_oauthbearer_parse(copy, size, &so) == 0)
+		check_oauth(&so, copy, size, 1);
+	free(copy);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -123,5 +178,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_roundtrip(data, size);
 	fuzz_plain(data, size);
 	fuzz_cram(data, size);
+	fuzz_oauth(data, size);
 	return (0);
 }

@@ -163,11 +163,127 @@ test_cram(void)
 	    &digest) == -1);
 }
 
+/* parse a message given as a C string (it may hold \001) */
+static struct sasl_oauth	 so;
+
+static int
+xo(const char *m)
+{
+	return (sasl_xoauth2_parse((const unsigned char *)m, strlen(m), &so));
+}
+
+static int
+ob(const char *m)
+{
+	static unsigned char	 buf[512];
+
+	strlcpy((char *)buf, m, sizeof(buf));
+	return (sasl_oauthbearer_parse(buf, strlen(m), &so));
+}
+
+static int
+so_is(const char *user, const char *token)
+{
+	return (so.user_len == strlen(user) &&
+	    memcmp(so.user, user, so.user_len) == 0 &&
+	    so.token_len == strlen(token) &&
+	    memcmp(so.token, token, so.token_len) == 0);
+}
+
+static void
+test_xoauth2(void)
+{
+	char	 buf[128];
+
+	CHECK("xoauth2", xo("user=alice@example.com\001auth=Bearer "
+	    "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\001\001") == 0 &&
+	    so_is("alice@example.com",
+	    "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"));
+	CHECK("xoauth2 scheme case", xo("user=a\001auth=bearer t0k==\001\001")
+	    == 0 && so_is("a", "t0k=="));
+	CHECK("xoauth2 one ^A at the end", xo("user=a\001auth=Bearer t\001")
+	    == -1);
+	CHECK("xoauth2 trailing bytes",
+	    xo("user=a\001auth=Bearer t\001\001x") == -1);
+	CHECK("xoauth2 no user=", xo("usr=a\001auth=Bearer t\001\001") == -1);
+	CHECK("xoauth2 empty user", xo("user=\001auth=Bearer t\001\001") ==
+	    -1);
+	CHECK("xoauth2 control in user",
+	    xo("user=a\rb\001auth=Bearer t\001\001") == -1);
+	CHECK("xoauth2 not bearer", xo("user=a\001auth=Basic t\001\001") ==
+	    -1);
+	CHECK("xoauth2 empty token", xo("user=a\001auth=Bearer \001\001") ==
+	    -1);
+	CHECK("xoauth2 space in token",
+	    xo("user=a\001auth=Bearer t t\001\001") == -1);
+	CHECK("xoauth2 = inside token",
+	    xo("user=a\001auth=Bearer t=t\001\001") == -1);
+	CHECK("xoauth2 NUL in token", sasl_xoauth2_parse((const unsigned char *)
+	    "user=a\001auth=Bearer t\0t\001\001", 22, &so) == -1);
+	CHECK("xoauth2 made", sasl_xoauth2_make(buf, sizeof(buf), "bob", 3,
+	    "tok", 3) == 26 && memcmp(buf, "user=bob\001auth=Bearer tok"
+	    "\001\001", 26) == 0 && xo(buf) == 0 && so_is("bob", "tok"));
+	CHECK("xoauth2 make: too small", sasl_xoauth2_make(buf, 26, "bob", 3,
+	    "tok", 3) == -1);
+}
+
+static void
+test_oauthbearer(void)
+{
+	char	 buf[128];
+
+	CHECK("oauthbearer (RFC 7628 example)", ob("n,a=user@example.com,"
+	    "\001host=server.example.com\001port=143\001auth=Bearer "
+	    "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\001\001") == 0 &&
+	    so_is("user@example.com",
+	    "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="));
+	CHECK("oauthbearer y flag", ob("y,a=u,\001auth=Bearer t\001\001") ==
+	    0 && so_is("u", "t"));
+	CHECK("oauthbearer escaped user",
+	    ob("n,a=te=3Dst=2C@ex,\001auth=Bearer t\001\001") == 0 &&
+	    so_is("te=st,@ex", "t"));
+	CHECK("oauthbearer bad escape",
+	    ob("n,a=te=3st,\001auth=Bearer t\001\001") == -1);
+	CHECK("oauthbearer escape cut", ob("n,a=te=2,\001auth=Bearer t\001\001")
+	    == -1);
+	CHECK("oauthbearer no authzid", ob("n,,\001auth=Bearer t\001\001") ==
+	    -1);
+	CHECK("oauthbearer channel binding",
+	    ob("p=tls-unique,a=u,\001auth=Bearer t\001\001") == -1);
+	CHECK("oauthbearer no auth", ob("n,a=u,\001host=h\001\001") == -1);
+	CHECK("oauthbearer two auth",
+	    ob("n,a=u,\001auth=Bearer t\001auth=Bearer s\001\001") == -1);
+	CHECK("oauthbearer no final ^A", ob("n,a=u,\001auth=Bearer t\001") ==
+	    -1);
+	CHECK("oauthbearer trailing bytes",
+	    ob("n,a=u,\001auth=Bearer t\001\001x") == -1);
+	CHECK("oauthbearer no ^A after gs2",
+	    ob("n,a=u,auth=Bearer t\001\001") == -1);
+	CHECK("oauthbearer key not alpha",
+	    ob("n,a=u,\001h0st=x\001auth=Bearer t\001\001") == -1);
+	CHECK("oauthbearer empty key", ob("n,a=u,\001=x\001auth=Bearer t\001"
+	    "\001") == -1);
+	CHECK("oauthbearer pair without =",
+	    ob("n,a=u,\001host\001auth=Bearer t\001\001") == -1);
+	CHECK("oauthbearer Auth is not auth",
+	    ob("n,a=u,\001Auth=Bearer t\001\001") == -1);
+	CHECK("oauthbearer made", sasl_oauthbearer_make(buf, sizeof(buf),
+	    "a,b=c", 5, "tok", 3) == 32 && memcmp(buf, "n,a=a=2Cb=3Dc,\001"
+	    "auth=Bearer tok\001\001", 32) == 0 && ob(buf) == 0 &&
+	    so_is("a,b=c", "tok"));
+	CHECK("oauthbearer make: too small", sasl_oauthbearer_make(buf, 32,
+	    "a,b=c", 5, "tok", 3) == -1);
+	CHECK("oauthbearer make: no room to escape", sasl_oauthbearer_make(buf,
+	    9, ",,,,,", 5, "t", 1) == -1);
+}
+
 int
 main(void)
 {
 	test_base64();
 	test_plain();
 	test_cram();
+	test_xoauth2();
+	test_oauthbearer();
 	UNIT_EXIT();
 }
