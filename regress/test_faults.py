@@ -29,6 +29,7 @@ class AuthServiceFaults(DaemonTestCase):
         c.cmd("a LOGIN alice secret")
         c.expect(UNAVAILABLE_AUTH, timeout=bound + 10)
         elapsed = time.monotonic() - t0
+        c.expect("* BYE authentication service unavailable")
         c.expect_closed()
         m = d.wait_for_log(r"login unavailable client=%s user=alice "
                            r'reason=".+"' % re.escape(c.client_addr),
@@ -102,6 +103,7 @@ class BackendFaults(DaemonTestCase):
         c.cmd("a LOGIN alice secret")
         c.expect(UNAVAILABLE_BACKEND)
         self.assertLess(time.monotonic() - t0, 5)
+        c.expect("* BYE backend unavailable")
         c.expect_closed()
         d.wait_for_log(r'login unavailable client=%s user=alice reason=".+"'
                        % re.escape(c.client_addr), since=mark)
@@ -114,6 +116,7 @@ class BackendFaults(DaemonTestCase):
         c = self.connect()
         c.cmd("a LOGIN alice secret")
         c.expect(UNAVAILABLE_BACKEND, timeout=15)
+        c.expect("* BYE backend unavailable")
         c.expect_closed()
 
     def test_backend_rejects_login(self):
@@ -122,6 +125,7 @@ class BackendFaults(DaemonTestCase):
         c.cmd("a LOGIN alice secret")
         # Dovecot's RFC 5530 code goes on to the client
         c.expect("a NO [AUTHENTICATIONFAILED] backend rejected the login")
+        c.expect("* BYE backend rejected the login")
         c.expect_closed()
 
     def test_backend_rejects_login_error_message_passed(self):
@@ -134,6 +138,7 @@ class BackendFaults(DaemonTestCase):
         c = self.connect()
         c.cmd("a LOGIN alice secret")
         c.expect(want)
+        c.expect("* BYE backend rejected the login")
         c.expect_closed()
 
 

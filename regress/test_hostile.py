@@ -74,6 +74,7 @@ class BigInput(HostileTestCase):
         t.start()
         line = c.readline(timeout=10)
         self.assertRegex(line, r"^\S+ BAD \[TOOBIG\] line too long$")
+        c.expect("* BYE line too long")
         c.expect_closed()
         t.join(10)
         # the worker never held more than its buffer: its peak RSS grew
@@ -101,6 +102,7 @@ class BigInput(HostileTestCase):
                 c = self.connect()
                 c.cmd("a LOGIN {%s+}" % n)
                 c.expect("a BAD [TOOBIG] literal too big")
+                c.expect("* BYE literal too big")
                 c.expect_closed()
         self.assert_alive(other)
         self.assert_no_crash(d)
@@ -187,6 +189,7 @@ class Bytes(HostileTestCase):
         user = b"\xc3(x\xff\xfe y%"
         c.send(b'a LOGIN "' + user + b'" "secret"\r\n')
         c.expect_prefix("a NO [AUTHENTICATIONFAILED] ")
+        c.expect("* BYE authentication failed")
         c.expect_closed()
         req = self.auth.last()
         raw = req.get("Auth-User").encode("latin-1")

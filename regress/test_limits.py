@@ -183,6 +183,7 @@ class AuthFail(DaemonTestCase):
                                      self.password("alice"))
         self.assertEqual(line, "a " + NO_LIMITED)
         self.assertGreaterEqual(took, 0.9)
+        c.expect("* BYE authentication failed")
         c.expect_closed()
         self.assertEqual(len(self.auth.requests), asked,
                          "the auth service was asked")

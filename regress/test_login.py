@@ -184,6 +184,7 @@ class LoginTests(DaemonTestCase):
         c = self.connect()
         c.cmd("a LOGIN alice wrong")
         c.expect("a NO [AUTHENTICATIONFAILED] Invalid login or password")
+        c.expect("* BYE authentication failed")
         c.expect_closed()
 
     def test_failure_text_with_response_code_sent_verbatim(self):
@@ -191,6 +192,7 @@ class LoginTests(DaemonTestCase):
         c = self.connect()
         c.cmd("a LOGIN alice wrong")
         c.expect("a NO [ALERT] account locked")
+        c.expect("* BYE authentication failed")
         c.expect_closed()
 
     def test_auth_wait_delays_no_and_keeps_session(self):

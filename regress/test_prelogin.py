@@ -246,6 +246,7 @@ class Literals(DaemonTestCase):
         c = self.connect()
         c.cmd("a LOGIN alice {100000+}")
         c.expect("a BAD [TOOBIG] literal too big")
+        c.expect("* BYE literal too big")
         c.expect_closed()
 
     def test_line_longer_than_buffer_closes(self):
@@ -255,6 +256,7 @@ class Literals(DaemonTestCase):
         line = c.readline()
         self.assertIn(line, ("a BAD [TOOBIG] line too long",
                              "* BAD [TOOBIG] line too long"))
+        c.expect("* BYE line too long")
         c.expect_closed()
 
     def test_literal_within_buffer_accepted(self):

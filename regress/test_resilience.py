@@ -139,6 +139,7 @@ class AuthFaults(FaultTestCase):
         c.cmd("a LOGIN alice secret")
         c.expect(UNAVAILABLE_AUTH, timeout=10)
         self.assertLess(time.monotonic() - t0, 5)
+        c.expect("* BYE authentication service unavailable")
         c.expect_closed()
         m = d.wait_for_log(r'login unavailable client=%s user=alice '
                            r'reason="auth service: [^"]+"'
@@ -201,6 +202,7 @@ class BackendFaults(FaultTestCase):
         c.expect(UNAVAILABLE_BACKEND, timeout=bound + 5)
         elapsed = time.monotonic() - t0
         self.assertLess(elapsed, bound)
+        c.expect("* BYE backend unavailable")
         c.expect_closed()
         m = d.wait_for_log(r'login unavailable client=%s user=alice '
                            r'reason="([^"]+)"' % re.escape(c.client_addr),

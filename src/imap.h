@@ -32,6 +32,17 @@
 /* a CRAM-MD5 challenge: <random.time@server_name> */
 #define SASL_SALT_LEN		(NAME_MAX_LEN + 64)
 
+/*
+ * ID and AUTHENTICATE lines may be this long whatever
+ * imap_client_buffer says: the largest ID RFC 2971 allows (30 fields of
+ * 30 octets with values of 1024, quoted or as literals) and an OAuth
+ * token's SASL message fit.  The buffers grow for such a line only.
+ */
+#define IMAP_LONG_LINE		(32 * 1024)
+
+/* what an idle client is told before it is closed, before login or after */
+#define BYE_IDLE		"autologout; idle for too long"
+
 /* pending replies above this stop the parser and reading (backpressure) */
 #define IMAP_OUT_HIWAT		(64 * 1024)
 
@@ -217,6 +228,7 @@ struct session {
 	uint64_t		 bytes_out;	/* backend -> client */
 	char			 btail[120];	/* its last bytes: a LOGOUT? */
 	uint8_t			 btail_len;
+	uint8_t			 bunseen;	/* the last ones were spliced */
 };
 
 TAILQ_HEAD(session_list, session);
@@ -261,6 +273,7 @@ int		 client_reply(struct session *, const char *, ...)
 int		 client_send(struct session *, const void *, size_t);
 void		 session_update(struct session *);
 void		 session_timer(struct session *, unsigned int);
+int		 session_bye(struct session *, const char *, const char *);
 int		 session_finish(struct session *, const char *);
 void		 session_close(struct session *, const char *);
 void		 session_shutdown(struct session *);
@@ -328,6 +341,7 @@ int		 proxy_client_read(struct session *);
 int		 proxy_client_flush(struct session *);
 int		 proxy_relay_owed(struct session *);
 int		 proxy_relay_check(struct session *);
+void		 proxy_relay_bye(struct session *, const char *, const char *);
 void		 proxy_relay_events(struct session *, int *, int *, int *,
 		    int *);
 int		 proxy_login_pending(struct session *);

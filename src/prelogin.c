@@ -36,6 +36,7 @@
 static int	parse_command(struct session *);
 static int	login_phase(struct session *);
 static int	command_budget(struct session *, const char *);
+static int	parse_shrink(struct session *);
 static int	client_bad(struct session *, const char *, const char *,
 		    const char *);
 static int	cmd_capability(struct session *);
@@ -58,6 +59,10 @@ static int	auth_ok(struct session *, struct auth_result *,
 static int	auth_fail(struct session *, struct auth_result *, const char *,
 		    size_t);
 static void	auth_fail_reply(struct session *);
+
+/* RFC 2971's bounds of an ID field */
+#define ID_NAME_MAX	30
+#define ID_VALUE_MAX	1024
 
 static uint32_t		 auth_next_id;
 
@@ -93,6 +98,9 @@ session_parse(struct session *s)
 		else
 			break;
 		if (r == -1)
+			return (-1);
+		/* a long line was handled: its space is given back */
+		if (parse_shrink(s) == -1)
 			return (-1);
 		if (r == 0)
 			break;
@@ -152,8 +160,8 @@ login_expired(struct session *s)
 {
 	if (!s->login_cut || !login_phase(s))
 		return (0);
-	client_reply(s, "* BYE login timeout, too long without logging in");
-	session_finish(s, "login timeout");
+	session_bye(s, "login timeout, too long without logging in",
+	    "login timeout");
 	return (1);
 }
 
@@ -171,8 +179,55 @@ command_budget(struct session *s, const char *name)
 	    ++s->commands <= s->conf->login_max_commands)
 		return (0);
 	imap_cmd_clear(s->cmd);
-	client_reply(s, "* BYE too many commands before login");
-	return (session_finish(s, "too many commands before login"));
+	return (session_bye(s, "too many commands before login",
+	    "too many commands before login"));
+}
+
+/*
+ * IMAP_LONG_LINE: the buffer and the parser's space grow for the one
+ * line that needs it, and come back to imap_client_buffer after it.
+ * -1: out of memory, the session is closed.
+ */
+static int
+parse_resize(struct session *s, size_t size)
+{
+	struct iobuf	 in;
+	char		*scratch;
+
+	if (iobuf_alloc(&in, size) == -1 ||
+	    (scratch = calloc(1, size)) == NULL) {
+		iobuf_free(&in);
+		log_warn(__func__);
+		session_close(s, "out of memory");
+		return (-1);
+	}
+	iobuf_add(&in, IOBUF_DATA(&s->in), IOBUF_LEN(&s->in));
+	iobuf_free(&s->in);
+	s->in = in;
+	imap_cmd_clear(s->cmd);
+	freezero(s->scratch, s->cmd->scratchsz);
+	s->scratch = scratch;
+	imap_cmd_init(s->cmd, scratch, size);
+	return (0);
+}
+
+/* a line too long for imap_client_buffer that may be longer: 1 */
+static int
+parse_long(struct session *s, const char *name)
+{
+	return (s->in.size < IMAP_LONG_LINE &&
+	    (strcmp(name, "ID") == 0 || strcmp(name, "AUTHENTICATE") == 0));
+}
+
+/* the long line was read: back to imap_client_buffer when it fits */
+static int
+parse_shrink(struct session *s)
+{
+	size_t	 size = s->conf->imap_client_buffer;
+
+	if (s->in.size <= size || IOBUF_LEN(&s->in) >= size)
+		return (0);
+	return (parse_resize(s, size));
 }
 
 /* 1: a command was handled, 0: need more input, -1: session ended */
@@ -183,8 +238,14 @@ parse_command(struct session *s)
 	enum imap_parse_status	 st;
 	size_t			 consumed, i;
 
+ again:
 	st = imap_parse(cmd, (char *)IOBUF_DATA(&s->in), IOBUF_LEN(&s->in),
-	    s->conf->imap_client_buffer, &consumed);
+	    s->in.size, &consumed);
+	if (st == IMAP_PARSE_TOOBIG && parse_long(s, cmd->name)) {
+		if (parse_resize(s, IMAP_LONG_LINE) == -1)
+			return (-1);
+		goto again;
+	}
 	switch (st) {
 	case IMAP_PARSE_MORE:
 		return (0);
@@ -238,11 +299,10 @@ client_bad(struct session *s, const char *tag, const char *text,
 	client_reply(s, "%s BAD %s", tag[0] != '\0' ? tag : "*", text);
 	imap_cmd_clear(s->cmd);
 	if (close_reason != NULL)
-		return (session_finish(s, close_reason));
-	if (++s->errors >= s->conf->max_errors) {
-		client_reply(s, "* BYE too many invalid commands");
-		return (session_finish(s, "too many errors"));
-	}
+		return (session_bye(s, close_reason, close_reason));
+	if (++s->errors >= s->conf->max_errors)
+		return (session_bye(s, "too many invalid commands",
+		    "too many errors"));
 	return (1);
 }
 
@@ -275,12 +335,17 @@ cmd_logout(struct session *s)
 	return (session_finish(s, "client logout"));
 }
 
-/* can an ID field travel as an IMAP quoted string? */
+/*
+ * Can an ID field travel as an IMAP quoted string, within RFC 2971's
+ * bounds (names of 30 octets, values of 1024)?
+ */
 static int
-id_quotable(const struct imap_arg *a)
+id_quotable(const struct imap_arg *a, size_t max)
 {
 	size_t	 i;
 
+	if (a->len > max)
+		return (0);
 	for (i = 0; i < a->len; i++)
 		if ((unsigned char)a->data[i] < 0x20 || a->data[i] == 0x7f)
 			return (0);
@@ -346,13 +411,13 @@ cmd_id(struct session *s)
 	for (i = 1; i < n - 1; i += 2) {
 		k = &cmd->args[i];
 		v = &cmd->args[i + 1];
-		if (!id_quotable(k) || id_reserved(k))
+		if (!id_quotable(k, ID_NAME_MAX) || id_reserved(k))
 			continue;
 		if (b.len > 0)
 			iobuf_add(&b, " ", 1);
 		id_quote(&b, k);
 		iobuf_add(&b, " ", 1);
-		if (id_nil(v) || !id_quotable(v))
+		if (id_nil(v) || !id_quotable(v, ID_VALUE_MAX))
 			iobuf_add(&b, "NIL", 3);
 		else
 			id_quote(&b, v);
@@ -506,8 +571,12 @@ sasl_line(struct session *s)
 	char			*line;
 	int			 r;
 
-	st = imap_parse_line((char *)IOBUF_DATA(&s->in), IOBUF_LEN(&s->in),
-	    s->conf->imap_client_buffer, &linelen, &consumed);
+	/* an OAuth token in base64 may be longer than imap_client_buffer */
+	while ((st = imap_parse_line((char *)IOBUF_DATA(&s->in),
+	    IOBUF_LEN(&s->in), s->in.size, &linelen, &consumed)) ==
+	    IMAP_PARSE_TOOBIG && s->in.size < IMAP_LONG_LINE)
+		if (parse_resize(s, IMAP_LONG_LINE) == -1)
+			return (-1);
 	if (st == IMAP_PARSE_MORE)
 		return (0);
 	if (st != IMAP_PARSE_COMPLETE)
@@ -836,8 +905,8 @@ auth_fail(struct session *s, struct auth_result *res, const char *text,
 			s->failtext[i] = ' ';
 	if (wait == 0) {
 		auth_fail_reply(s);
-		return (session_finish(s, res->limited ? "limit_auth_fail" :
-		    "login failed"));
+		return (session_bye(s, "authentication failed", res->limited ?
+		    "limit_auth_fail" : "login failed"));
 	}
 	s->state = S_AUTH_DELAY;
 	session_timer(s, wait > 3600 ? 3600 * 1000 : wait * 1000);

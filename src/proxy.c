@@ -370,9 +370,39 @@ backend_lines(struct session *s)
 	return (0);
 }
 
+/*
+ * proxy_pass_error_message: a backend that greets with BYE (too many
+ * connections, maintenance) has its words passed on, in the NO of the
+ * client's login (with its RFC 5530 code if it gave one) and as the
+ * BYE that ends the session.
+ */
+static int
+greeting_bye(struct session *s, const char *line, size_t len)
+{
+	char	 text[256], user[128], why[300];
+	int	 i, n = linelen(line, len) - 6;
+
+	snprintf(text, sizeof(text), "%.*s", n, line + 6);
+	for (i = 0; text[i] != '\0'; i++)
+		if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+			text[i] = ' ';
+	snprintf(why, sizeof(why), "backend greeting: * BYE %s", text);
+	log_warnx("login unavailable client=%s user=%s reason=\"%s\"",
+	    s->client, log_safe(user, sizeof(user), s->user,
+	    s->user ? strlen(s->user) : 0), log_quoted(why, sizeof(why), why));
+	if (text[0] == '[')
+		client_reply(s, "%s NO %s", s->tag, text);
+	else
+		client_reply(s, "%s NO [UNAVAILABLE] %s", s->tag, text);
+	return (session_bye(s, text, "backend unavailable"));
+}
+
 static int
 backend_greeting(struct session *s, const char *line, size_t len)
 {
+	if (s->conf->proxy_pass_error_message && len > 6 &&
+	    strncasecmp(line, "* BYE ", 6) == 0)
+		return (greeting_bye(s, line, len));
 	if (len < 5 || strncasecmp(line, "* OK", 4) != 0)
 		return (backend_fail(s, "backend greeting: %.*s",
 		    linelen(line, len), line));
@@ -694,6 +724,7 @@ relay_tail(struct session *s, const unsigned char *data, size_t n)
 {
 	size_t	 keep, size = sizeof(s->btail);
 
+	s->bunseen = 0;
 	if (n >= size) {
 		memcpy(s->btail, data + n - size, size);
 		s->btail_len = size;
@@ -732,6 +763,52 @@ proxy_logged_out(struct session *s)
 		last++;
 	return (end - last > 3 && strncasecmp(last, " OK", 3) == 0 &&
 	    (last[3] == ' ' || last[3] == '\r' || last[3] == '\n'));
+}
+
+/*
+ * Did the backend's last bytes end a line (nothing since the login
+ * counts: its reply did)?  Between lines a line of ours may go to the
+ * client; inside one, a literal's bytes say, it would corrupt the
+ * response and none can be sent.
+ */
+static int
+relay_at_line(struct session *s)
+{
+	return (!s->bunseen && (s->btail_len == 0 ||
+	    s->btail[s->btail_len - 1] == '\n'));
+}
+
+/* one of the backend's last lines is its own BYE */
+static int
+relay_said_bye(struct session *s)
+{
+	const char	*p = s->btail, *end = s->btail + s->btail_len;
+
+	while (p < end) {
+		if (end - p >= 5 && strncasecmp(p, "* BYE", 5) == 0)
+			return (1);
+		if ((p = memchr(p, '\n', end - p)) == NULL)
+			break;
+		p++;
+	}
+	return (0);
+}
+
+/*
+ * The proxy ends a session in the relay: what the relay holds for the
+ * client goes first, then "* BYE", when that is between the backend's
+ * lines; else the client sees the connection close.
+ */
+void
+proxy_relay_bye(struct session *s, const char *text, const char *reason)
+{
+	if (!relay_at_line(s)) {
+		session_close(s, reason);
+		return;
+	}
+	if (proxy_relay_owed(s) == -1)
+		return;
+	session_bye(s, text, reason);
 }
 
 /*
@@ -800,7 +877,8 @@ login_rejected(struct session *s, const char *line, size_t len)
 	else
 		client_reply(s, "%s NO [%s] backend rejected the login",
 		    s->tag, code != NULL ? code : "UNAVAILABLE");
-	return (session_finish(s, "backend rejected login"));
+	return (session_bye(s, "backend rejected the login",
+	    "backend rejected login"));
 }
 
 /*
@@ -905,6 +983,7 @@ relay_read(struct session *s, int fd, struct iobuf *b, struct spipe *p,
 			errno = EAGAIN;		/* read again, into a buffer */
 		if (n > 0 && p == &s->b2cp) {
 			s->btail_len = 0;	/* unseen: not a LOGOUT's */
+			s->bunseen = 1;
 			s->bstream = (size_t)n == room;
 		}
 		return (n);
@@ -1102,6 +1181,13 @@ proxy_relay_check(struct session *s)
 	}
 	if (s->backend_eof && relay_b2c_len(s) == 0 &&
 	    IOBUF_LEN(&s->out) == 0) {
+		/* a backend gone without a word (killed): ours, then close */
+		if (!s->client_eof && !proxy_logged_out(s) &&
+		    !relay_said_bye(s) && relay_at_line(s)) {
+			session_bye(s, "[UNAVAILABLE] backend closed the "
+			    "connection", s->reason);
+			return (-1);
+		}
 		client_shutdown(s);
 		session_close(s, s->reason);
 		return (-1);

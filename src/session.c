@@ -325,6 +325,32 @@ session_shutdown(struct session *s)
 	session_finish(s, "shutdown");
 }
 
+/*
+ * Can a line of ours reach the client now?  Not in the middle of a TLS
+ * handshake or before one a client expects (implicit TLS, STARTTLS
+ * answered), nor once our side was shut down.
+ */
+static int
+client_can_hear(struct session *s)
+{
+	return (!s->client_shut && s->tls_state != TLSS_HANDSHAKE &&
+	    s->tls_state != TLSS_PENDING &&
+	    (!s->implicit_tls || s->tls_state == TLSS_ON));
+}
+
+/*
+ * The proxy ends the session: after the replies already queued,
+ * "* BYE text" (RFC 3501 7.1.5: a server that closes says BYE first),
+ * then the close once they are written.  -1: the session is ending.
+ */
+int
+session_bye(struct session *s, const char *text, const char *reason)
+{
+	if (client_can_hear(s))
+		client_reply(s, "* BYE %s", text);
+	return (session_finish(s, reason));
+}
+
 /* stop reading, send what is queued (the final reply), then close */
 int
 session_finish(struct session *s, const char *reason)
@@ -374,7 +400,7 @@ session_unavailable(struct session *s, const char *text, const char *why,
 	    s->user ? strlen(s->user) : 0),
 	    log_quoted(quoted, sizeof(quoted), why));
 	client_reply(s, "%s NO [UNAVAILABLE] %s", s->tag, text);
-	return (session_finish(s, reason));
+	return (session_bye(s, text, reason));
 }
 
 /* back to the pre-login dialogue after a refused login */
@@ -395,12 +421,15 @@ session_resume(struct session *s)
 void
 session_parser_free(struct session *s)
 {
+	size_t	 size = s->conf->imap_client_buffer;
+
 	if (s->cmd != NULL) {
+		size = s->cmd->scratchsz;	/* grown for a long ID */
 		imap_cmd_clear(s->cmd);
 		freezero(s->cmd, sizeof(*s->cmd));
 		s->cmd = NULL;
 	}
-	freezero(s->scratch, s->conf->imap_client_buffer);
+	freezero(s->scratch, size);
 	s->scratch = NULL;
 }
 
@@ -451,8 +480,7 @@ session_timeout(int fd, short event, void *arg)
 	switch (s->state) {
 	case S_PRELOGIN:
 	case S_AUTHENTICATE:
-		client_reply(s, "* BYE autologout; idle for too long");
-		session_finish(s, "idle timeout");
+		session_bye(s, BYE_IDLE, "idle timeout");
 		break;
 	case S_AUTH_WAIT:
 		session_unavailable(s, "authentication service unavailable",
@@ -467,13 +495,15 @@ session_timeout(int fd, short event, void *arg)
 		proxy_timeout(s);
 		break;
 	case S_RELAY:
-		session_close(s, "proxy timeout");
+		proxy_relay_bye(s, BYE_IDLE, "proxy timeout");
 		break;
 	case S_CLOSING:
 		session_close(s, s->reason);
 		break;
 	case S_ADMIT:
-		session_close(s, "admission: no answer from auth");
+		/* no greeting yet: a BYE may take its place */
+		session_bye(s, "[UNAVAILABLE] server busy, try again later",
+		    "admission: no answer from auth");
 		break;
 	}
 }
