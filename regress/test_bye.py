@@ -8,20 +8,17 @@ too many errors (test_prelogin), a too long line or literal
 (test_prelogin, test_hostile), the auth service or the backend
 unavailable (test_faults, test_resilience), a refused login without
 Auth-Wait (test_login), the backend's refusal (test_faults), the
-connection caps (test_limits, test_hostile), shutdown (test_signals).
+connection caps (test_limits, test_hostile), shutdown (test_signals),
+an idle relay and a backend killed under it (test_relay).
 Closed without a word, because nothing can be said: a TLS client
 before or during its handshake, a session out of memory.
 """
 
 import os
 import signal
-import time
 
-from lib import util
 from lib.case import DaemonTestCase
 from test_resilience import FakeBackend
-
-BYE_IDLE = "* BYE autologout; idle for too long"
 
 
 class Closes(DaemonTestCase):
@@ -44,59 +41,6 @@ class Closes(DaemonTestCase):
         c.expect("a BAD unexpected )")
         c.expect("* BYE bad command")
         c.expect_closed()
-
-    def test_relay_idle(self):
-        d = self.start(mail={"proxy_timeout": "1s"})
-        c = self.connect()
-        self.login(c)
-        c.cmd("s SELECT INBOX")
-        c.read_until_tagged("s")
-        t0 = time.monotonic()
-        c.expect(BYE_IDLE, timeout=10)
-        self.assertGreaterEqual(time.monotonic() - t0, 0.8)
-        c.expect_closed()
-        end = self.session_end(c.client_addr, d)
-        self.assertEqual(end["reason"], "proxy timeout")
-        self.assertEqual(end["user"], "alice")
-
-    def _backend_socket_port(self, worker):
-        """The local port of worker's connection to Dovecot."""
-        inodes = set()
-        for fd in os.listdir("/proc/%d/fd" % worker):
-            try:
-                link = os.readlink("/proc/%d/fd/%s" % (worker, fd))
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
-        ports = [lp for lp, rp, _, _, ino in util.tcp_entries()
-                 if ino in inodes and rp == self.dovecot.port]
-        self.assertEqual(len(ports), 1, ports)
-        return ports[0]
-
-    def test_backend_killed_in_relay(self):
-        """A Dovecot imap process killed says nothing: the proxy says
-        BYE before it closes."""
-        if not os.path.isdir("/proc/self/fd"):
-            self.skipTest("needs /proc to find the backend's process")
-        d = self.daemon
-        c = self.connect()
-        self.login(c)
-        c.cmd("s SELECT INBOX")
-        c.read_until_tagged("s")
-        worker = util.pids_holding_connection(d.port, c.local_port,
-                                              d.pids("imap"))
-        self.assertEqual(len(worker), 1, worker)
-        lport = self._backend_socket_port(worker[0])
-        imap = util.pids_holding_connection(
-            self.dovecot.port, lport,
-            [p[0] for p in util.processes()])
-        self.assertEqual(len(imap), 1, imap)
-        os.kill(imap[0], signal.SIGKILL)
-        c.expect("* BYE [UNAVAILABLE] backend closed the connection")
-        c.expect_closed()
-        self.assertEqual(self.session_end(c.client_addr, d)["reason"],
-                         "backend closed")
 
     def test_backend_bye_not_repeated(self):
         """A backend that says BYE itself is not followed by ours."""

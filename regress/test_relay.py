@@ -203,7 +203,8 @@ class RelayChecks:
         self.assertGreaterEqual(i, 4)
         self.assertTrue(c.still_open(), "closed while traffic flowed")
         # then idle: closed by the proxy about a second after the last
-        # byte, well within the bound
+        # byte, well within the bound, with a BYE (RFC 3501 7.1.5)
+        c.expect("* BYE autologout; idle for too long", timeout=5)
         c.expect_closed(timeout=5)
         idle = time.monotonic() - last
         self.assertGreaterEqual(idle, 0.9)
@@ -430,6 +431,9 @@ class RelayTests(RelayChecks, DaemonTestCase):
         mark = d.mark()
         t0 = time.monotonic()
         os.kill(victim, signal.SIGKILL)
+        # the backend said nothing: the proxy says BYE before it closes
+        c.expect("* BYE [UNAVAILABLE] backend closed the connection",
+                 timeout=5)
         c.expect_closed(timeout=5)
         self.assertLess(time.monotonic() - t0, 5)
         kv = self.session_end(c.client_addr, d)
