@@ -109,7 +109,8 @@ class SandboxState(DaemonTestCase):
 class SandboxAttempts(DaemonTestCase):
     """A child doing what a compromised one would: the regress build's
     triggers open /etc/passwd (or / when chrooted), exec /bin/sh, bind
-    TCP 127.0.0.1:0."""
+    TCP 127.0.0.1:0, connect to 127.0.0.1:PORT.  The imap worker is one
+    the template forked (isolation connection)."""
 
     def setUp(self):
         need_linux(self)
@@ -194,6 +195,14 @@ class SandboxAttempts(DaemonTestCase):
     def test_imap_worker_cannot_bind(self):
         self._imap_attempt("bind")
 
+    def test_imap_worker_cannot_connect(self):
+        # issue 9: a compromised worker that would reach the auth
+        # service itself, past the auth process and its limits; the
+        # auth process connects to the backends for it
+        self.assertEqual(
+            self._imap_attempt("connect-%d" % self.auth.port)[0],
+            "refused")
+
     def test_unknown_trigger_answers(self):
         # the trigger itself answers: an unknown one is refused, the
         # session goes on (so a silent close above means a kill)
@@ -252,6 +261,20 @@ class SandboxAttempts(DaemonTestCase):
 
     def test_auth_process_cannot_bind(self):
         self._auth_attempt("bind")
+
+
+class SandboxAttemptsShared(SandboxAttempts):
+    """The same, in an exec'd worker of isolation shared (the imap
+    role's own filter rather than the one a forked worker stacks)."""
+    ISOLATION = "shared"
+
+    # a kill takes every session of a shared worker with it
+    test_imap_worker_cannot_exec = None
+    # the auth process is the same in both modes
+    test_auth_process_cannot_open_files = None
+    test_auth_process_cannot_exec = None
+    test_auth_process_cannot_bind = None
+    test_unknown_trigger_answers = None
 
 
 if __name__ == "__main__":

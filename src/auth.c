@@ -21,6 +21,13 @@
  * that any number of requests are in flight and connections to the
  * service are kept alive between them.  It never resolves a name: the
  * parent resolved the auth_http host and CURLOPT_RESOLVE pins it.
+ *
+ * For a good login it then connects to the backend (auth_backend.c)
+ * and hands the socket to the worker with the answer: workers open no
+ * connection.  A server with proxy_pass and no auth_http asks only for
+ * that connection (IMSG_AUTH_BACKEND).  The list of backends stays
+ * here until the worker saw a greeting it takes, so that one that says
+ * BYE can be followed by the next (IMSG_AUTH_NEXT).
  */
 
 #include <sys/types.h>
@@ -63,6 +70,18 @@ struct auth_chan {
 };
 TAILQ_HEAD(auth_chan_list, auth_chan);
 
+/*
+ * Where a login stands in the auth process: asking the auth service,
+ * connecting to the backend it named (or to proxy_pass), or handed:
+ * the worker has the socket and may still ask for the next backend,
+ * if the one it got greets with BYE, until it says it is done.
+ */
+enum auth_phase {
+	REQ_HTTP = 0,
+	REQ_CONNECT,
+	REQ_HANDED,
+};
+
 /* one login question, from its IMSG_AUTH_REQUEST to its answer */
 struct auth_req {
 	TAILQ_ENTRY(auth_req)	 entry;
@@ -92,6 +111,13 @@ struct auth_req {
 				    sizeof(((struct auth_url *)0)->addrs)];
 	unsigned int		 timeout_ms;
 	char			 errbuf[CURL_ERROR_SIZE];
+	/* the backend, once the login is good (auth_backend.c) */
+	enum auth_phase		 phase;
+	struct bconn		 bc;
+	struct auth_result	 ok;		/* the answer, less the socket */
+	unsigned int		 handed;	/* sockets given so far */
+	struct event		 expire;	/* REQ_HANDED: no NEXT after it */
+	int			 expiring;
 };
 TAILQ_HEAD(auth_req_list, auth_req);
 
@@ -122,8 +148,15 @@ static void	auth_chan_free(struct auth_chan *);
 static void	auth_check_drain(void);
 static void	auth_caps_all(struct auth_caps *);
 static void	auth_caps_chan(void *, struct auth_caps *);
+static struct auth_req *auth_req_new(struct auth_chan *);
 static int	auth_request_recv(struct auth_chan *, struct imsg *);
 static int	auth_cancel_recv(struct auth_chan *, struct imsg *);
+static int	auth_backend_recv(struct auth_chan *, struct imsg *);
+static int	auth_next_recv(struct auth_chan *, struct imsg *);
+static void	auth_connect(struct auth_req *, struct auth_result *,
+		    const struct host_addrs *, const char *);
+static void	auth_connected(struct bconn *, int);
+static void	auth_req_expire(int, short, void *);
 static void	auth_req_start(struct auth_req *);
 static int	auth_req_limited(struct auth_req *);
 static void	auth_fail_count(struct auth_req *, int);
@@ -150,6 +183,10 @@ static void	auth_req_cleanup(struct auth_req *);
 static void	auth_req_free(struct auth_req *);
 static void	auth_reply(struct auth_req *, struct auth_result *,
 		    const char *, const char *, const char *);
+static void	auth_send_result(struct auth_req *, struct auth_result *,
+		    const char *, const char *, const char *, int);
+static void	auth_result_send(struct auth_chan *, struct auth_result *,
+		    const char *, const char *, const char *, int);
 static void	auth_unavailable(struct auth_req *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static int	hdr_add(struct curl_slist **, const char *, const char *);
@@ -174,8 +211,9 @@ static size_t	curl_body_cb(char *, size_t, size_t, void *);
 static const struct proc_peer	 peer_parent = {
 	"parent", auth_dispatch_parent, NULL, NULL, 1
 };
+/* backend sockets go to workers; one a worker sends is closed unread */
 static const struct proc_peer	 peer_imap = {
-	"imap", auth_dispatch_imap, auth_imap_gone, auth_imap_bad, 0
+	"imap", auth_dispatch_imap, auth_imap_gone, auth_imap_bad, 1
 };
 
 /*
@@ -385,6 +423,10 @@ auth_dispatch_imap(struct imsgev *iev, struct imsg *imsg)
 		return (auth_conn_close_recv(ch, imsg));
 	case IMSG_AUTH_CONN_LOGIN:
 		return (auth_conn_login_recv(ch, imsg));
+	case IMSG_AUTH_BACKEND:
+		return (auth_backend_recv(ch, imsg));
+	case IMSG_AUTH_NEXT:
+		return (auth_next_recv(ch, imsg));
 	default:
 		return (-1);
 	}
@@ -487,8 +529,7 @@ auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
 		    ch->worker_id);
 		return (-1);
 	}
-	if ((r = calloc(1, sizeof(*r))) == NULL)
-		fatal("%s", __func__);
+	r = auth_req_new(ch);
 	memcpy(&r->hdr, p, sizeof(r->hdr));
 	p += sizeof(r->hdr);
 	tail = (uint64_t)r->hdr.user_len + r->hdr.pass_len + r->hdr.salt_len +
@@ -505,7 +546,6 @@ auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
 		free(r);
 		return (-1);
 	}
-	r->chan = ch;
 	r->user = tail_copy(p, r->hdr.user_len);
 	r->pass = tail_copy(p + r->hdr.user_len, r->hdr.pass_len);
 	r->salt = tail_copy(p + r->hdr.user_len + r->hdr.pass_len,
@@ -520,10 +560,118 @@ auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
 	if (r->user == NULL || r->pass == NULL || r->salt == NULL ||
 	    r->subject == NULL || r->issuer == NULL || r->cert == NULL)
 		fatal("%s", __func__);
-	clock_gettime(CLOCK_MONOTONIC, &r->start);
-	evtimer_set(&r->waitev, auth_req_wait, r);
 	TAILQ_INSERT_TAIL(&reqs, r, entry);
 	auth_req_start(r);
+	return (0);
+}
+
+/* a request of ch, its strings still to be set, not yet in reqs */
+static struct auth_req *
+auth_req_new(struct auth_chan *ch)
+{
+	struct auth_req	*r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		fatal("%s", __func__);
+	r->chan = ch;
+	clock_gettime(CLOCK_MONOTONIC, &r->start);
+	evtimer_set(&r->waitev, auth_req_wait, r);
+	evtimer_set(&r->expire, auth_req_expire, r);
+	bconn_init(&r->bc, auth_connected, r);
+	return (r);
+}
+
+/*
+ * A login on a server with proxy_pass and no auth_http: the backend
+ * judges the password, which stays in the worker; we only connect.
+ */
+static int
+auth_backend_recv(struct auth_chan *ch, struct imsg *imsg)
+{
+	static const uint8_t	 empty[1];
+	struct auth_backend	 b;
+	struct auth_result	 res;
+	struct auth_req		*r;
+	struct server_conf	*srv;
+	char			 next[NAME_MAX_LEN + 32];
+
+	if (imsg_get_data(imsg, &b, sizeof(b)) == -1 ||
+	    memchr(b.client_ip, '\0', sizeof(b.client_ip)) == NULL) {
+		log_warnx("%s: worker %u: invalid message", __func__,
+		    ch->worker_id);
+		return (-1);
+	}
+	log_select(b.server_id);
+	r = auth_req_new(ch);
+	r->hdr.id = b.id;
+	r->hdr.server_id = b.server_id;
+	strlcpy(r->hdr.client_ip, b.client_ip, sizeof(r->hdr.client_ip));
+	if ((r->user = tail_copy(empty, 0)) == NULL ||
+	    (r->pass = tail_copy(empty, 0)) == NULL ||
+	    (r->salt = tail_copy(empty, 0)) == NULL ||
+	    (r->subject = tail_copy(empty, 0)) == NULL ||
+	    (r->issuer = tail_copy(empty, 0)) == NULL ||
+	    (r->cert = tail_copy(empty, 0)) == NULL)
+		fatal("%s", __func__);
+	TAILQ_INSERT_TAIL(&reqs, r, entry);
+	if (conf == NULL ||
+	    (srv = config_server_byid(conf, b.server_id)) == NULL ||
+	    !srv->proxy_pass_set || srv->auth_http_set ||
+	    srv->proxy_pass.n < 1) {
+		auth_unavailable(r, "no proxy_pass for server %u",
+		    b.server_id);
+		return (0);
+	}
+	memset(&res, 0, sizeof(res));
+	res.status = AUTH_STATUS_OK;
+	snprintf(next, sizeof(next), "the next address of %s",
+	    srv->proxy_pass_name);
+	auth_connect(r, &res, &srv->proxy_pass, next);
+	return (0);
+}
+
+/*
+ * The backend of the socket handed greeted with BYE or closed: the
+ * next one of the same answer.  The worker names an index into the
+ * list kept here, which only moves forward: it can make us connect to
+ * no address of its choosing, nor to one twice.
+ */
+static int
+auth_next_recv(struct auth_chan *ch, struct imsg *imsg)
+{
+	struct auth_next	 n;
+	struct auth_result	 res;
+	struct auth_req		*r;
+
+	if (imsg_get_data(imsg, &n, sizeof(n)) == -1) {
+		log_warnx("%s: worker %u: invalid message", __func__,
+		    ch->worker_id);
+		return (-1);
+	}
+	TAILQ_FOREACH(r, &reqs, entry)
+		if (r->chan == ch && r->hdr.id == n.id)
+			break;
+	memset(&res, 0, sizeof(res));
+	res.status = AUTH_STATUS_BACKEND;
+	if (r == NULL) {
+		/* expired: the worker's own timer ends such a login too */
+		res.id = n.id;
+		auth_result_send(ch, &res, "", "", "backend list expired",
+		    -1);
+		return (0);
+	}
+	log_select(r->hdr.server_id);
+	if (r->phase != REQ_HANDED || n.backend <= (uint32_t)r->bc.cur ||
+	    n.backend >= (uint32_t)r->bc.addrs.n) {
+		log_warnx("worker %u: backend %u of %d asked after %d",
+		    ch->worker_id, n.backend, r->bc.addrs.n, r->bc.cur);
+		auth_reply(r, &res, "", "", "no such backend");
+		return (0);
+	}
+	evtimer_del(&r->expire);
+	r->expiring = 0;
+	r->phase = REQ_CONNECT;
+	bconn_start(&r->bc, n.backend);
 	return (0);
 }
 
@@ -1157,18 +1305,17 @@ auth_req_done(struct auth_req *r, CURLcode rc)
 		return;
 	case AUTH_STATUS_OK:
 		auth_fail_count(r, st);
-		/* imap_capabilities auto: the first backend seen is probed */
-		if (conf != NULL && res.server_len > 0 &&
-		    res.server_len <= sizeof(res.server) &&
-		    (srv = config_server_byid(conf, r->hdr.server_id)) != NULL) {
-			memset(&ha, 0, sizeof(ha));
+		memset(&ha, 0, sizeof(ha));
+		if (res.server_len > 0 && res.server_len <= sizeof(res.server)) {
 			ha.n = 1;
 			ha.len[0] = res.server_len;
 			memcpy(&ha.ss[0], &res.server, res.server_len);
-			caps_backend(srv, &ha, res.proxy_ssl == PTLS_ON + 1);
 		}
-		auth_reply(r, &res, r->reply.user_set ? r->reply.user : "",
-		    r->reply.pass_set ? r->reply.pass : "", "");
+		/* imap_capabilities auto: the first backend seen is probed */
+		if (conf != NULL && ha.n > 0 &&
+		    (srv = config_server_byid(conf, r->hdr.server_id)) != NULL)
+			caps_backend(srv, &ha, res.proxy_ssl == PTLS_ON + 1);
+		auth_connect(r, &res, &ha, "the next Auth-Server");
 		return;
 	case AUTH_STATUS_FAIL:
 		auth_fail_count(r, st);
@@ -1180,6 +1327,94 @@ auth_req_done(struct auth_req *r, CURLcode rc)
 		    r->reply.error);
 		return;
 	}
+}
+
+/*
+ * The login is good: connect to its backend, each address of the list
+ * in turn, for the server's timeout each.  The password the worker
+ * sent has served its purpose; the answer waits in r->ok (and the
+ * Auth-User and Auth-Pass in r->reply) until the socket goes with it.
+ */
+static void
+auth_connect(struct auth_req *r, struct auth_result *res,
+    const struct host_addrs *ha, const char *next)
+{
+	struct server_conf	*srv;
+
+	explicit_bzero(r->pass, r->hdr.pass_len);
+	if (conf == NULL ||
+	    (srv = config_server_byid(conf, r->hdr.server_id)) == NULL) {
+		auth_unavailable(r, "unknown server %u in request",
+		    r->hdr.server_id);
+		return;
+	}
+	if (ha->n < 1 || ha->n > HOST_ADDRS_MAX) {
+		auth_unavailable(r, "no backend address");
+		return;
+	}
+	r->ok = *res;
+	r->phase = REQ_CONNECT;
+	r->bc.addrs = *ha;
+	r->bc.keepalive = srv->so_keepalive;
+	r->bc.timeout_ms = srv->timeout_ms;
+	r->bc.log_id = srv->id;
+	strlcpy(r->bc.next, next, sizeof(r->bc.next));
+	bconn_start(&r->bc, 0);
+}
+
+/*
+ * A backend answered (fd), or none did.  The first socket goes with
+ * the answer's Auth-User and Auth-Pass, which are then wiped; a later
+ * one (IMSG_AUTH_NEXT) alone.  The request stays, handed, until the
+ * worker is done with it, or the server's timeout passed: by then the
+ * worker gave up on that backend's greeting too.
+ */
+static void
+auth_connected(struct bconn *bc, int fd)
+{
+	struct auth_req		*r = bc->arg;
+	struct auth_result	 res;
+	struct server_conf	*srv;
+	struct timeval		 tv;
+	unsigned int		 ms = 60 * 1000;
+
+	if (fd == -1) {
+		memset(&res, 0, sizeof(res));
+		res.status = AUTH_STATUS_BACKEND;
+		res.nbackends = bc->addrs.n;
+		auth_reply(r, &res, "", "", bc->why);
+		return;
+	}
+	res = r->ok;
+	res.backend = bc->cur;
+	res.nbackends = bc->addrs.n;
+	res.server_len = bc->addrs.len[bc->cur];
+	memcpy(&res.server, &bc->addrs.ss[bc->cur], res.server_len);
+	if (r->handed++ == 0)
+		auth_send_result(r, &res, r->reply.user_set ? r->reply.user :
+		    "", r->reply.pass_set ? r->reply.pass : "", "", fd);
+	else
+		auth_send_result(r, &res, "", "", "", fd);
+	authhttp_reply_init(&r->reply);
+	r->phase = REQ_HANDED;
+	if (conf != NULL &&
+	    (srv = config_server_byid(conf, r->hdr.server_id)) != NULL)
+		ms = srv->timeout_ms;
+	/* a second more: the worker's timer, if any, goes off first */
+	ms += 1000;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(&r->expire, &tv);
+	r->expiring = 1;
+}
+
+static void
+auth_req_expire(int fd, short event, void *arg)
+{
+	struct auth_req	*r = arg;
+
+	r->expiring = 0;
+	auth_req_free(r);
 }
 
 /*
@@ -1248,6 +1483,9 @@ static void
 auth_req_free(struct auth_req *r)
 {
 	auth_req_cleanup(r);
+	bconn_stop(&r->bc);
+	if (r->expiring)
+		evtimer_del(&r->expire);
 	if (r->waiting)
 		evtimer_del(&r->waitev);
 	TAILQ_REMOVE(&reqs, r, entry);
@@ -1266,15 +1504,33 @@ static void
 auth_reply(struct auth_req *r, struct auth_result *res, const char *user,
     const char *pass, const char *text)
 {
+	auth_send_result(r, res, user, pass, text, -1);
+	auth_req_free(r);
+}
+
+/* r's answer, with the backend socket fd if not -1 */
+static void
+auth_send_result(struct auth_req *r, struct auth_result *res,
+    const char *user, const char *pass, const char *text, int fd)
+{
 	struct timespec	 now;
-	uint8_t		*buf;
-	size_t		 ulen = strlen(user), plen = strlen(pass);
-	size_t		 tlen = strlen(text), len;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	res->id = r->hdr.id;
 	res->elapsed_ms = (now.tv_sec - r->start.tv_sec) * 1000 +
 	    (now.tv_nsec - r->start.tv_nsec) / 1000000;
+	auth_result_send(r->chan, res, user, pass, text, fd);
+}
+
+/* the payload is wiped: it may carry Auth-Pass; fd is ours no more */
+static void
+auth_result_send(struct auth_chan *ch, struct auth_result *res,
+    const char *user, const char *pass, const char *text, int fd)
+{
+	uint8_t		*buf;
+	size_t		 ulen = strlen(user), plen = strlen(pass);
+	size_t		 tlen = strlen(text), len;
+
 	res->user_len = ulen;
 	res->pass_len = plen;
 	res->text_len = tlen;
@@ -1285,11 +1541,14 @@ auth_reply(struct auth_req *r, struct auth_result *res, const char *user,
 	memcpy(buf + sizeof(*res), user, ulen);
 	memcpy(buf + sizeof(*res) + ulen, pass, plen);
 	memcpy(buf + sizeof(*res) + ulen + plen, text, tlen);
-	if (imsgev_compose(&r->chan->iev, IMSG_AUTH_RESULT, r->hdr.id, -1,
-	    buf, len) == -1)
-		log_warn("%s: worker %u", __func__, r->chan->worker_id);
+	if (imsgev_compose(&ch->iev, IMSG_AUTH_RESULT, res->id, fd, buf,
+	    len) == -1) {
+		log_warn("%s: worker %u", __func__, ch->worker_id);
+		/* a closed channel took the socket; a full one did not */
+		if (fd != -1 && ch->iev.ibuf.fd != -1)
+			close(fd);
+	}
 	freezero(buf, len);
-	auth_req_free(r);
 }
 
 /* a user name as it may appear in a log line */

@@ -204,13 +204,7 @@ probe_start(struct caps_probe *p)
 	p->asked = 0;
 	p->connected = 0;
 	sockaddr_str(sa, p->name, sizeof(p->name));
-	if ((p->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0)) == -1) {
-		probe_next(p, strerror(errno));
-		return;
-	}
-	if (connect(p->fd, sa, p->addrs.len[p->cur]) == -1 &&
-	    errno != EINPROGRESS) {
+	if ((p->fd = bconn_socket(sa, p->addrs.len[p->cur], 0)) == -1) {
 		probe_next(p, strerror(errno));
 		return;
 	}

@@ -20,11 +20,17 @@
  * its children over imsg.
  *
  * Order on the wire: IMSG_CFG_GLOBAL, then every IMSG_CFG_SERVER with
- * its IMSG_CFG_AUTH_HEADERs, then (imap workers only) every
+ * (auth only) its IMSG_CFG_AUTH_HEADERs, then (imap workers only) every
  * IMSG_CFG_LISTEN with a socket, then an IMSG_CFG_LOG per error_log
  * destination with its descriptor, then IMSG_CFG_DONE.  Payloads are the
  * structs themselves with their list heads and pointers zeroed; the
  * receiver checks every length and terminates every string itself.
+ *
+ * What talks to the auth service and the backends stays in the auth
+ * process: the imap workers (and the template) never get the
+ * auth_http URL and addresses, its headers (a shared secret, often),
+ * its TLS files, nor the proxy_pass addresses.  A worker a client
+ * compromised learns nothing there to reach either with.
  */
 
 #include <sys/types.h>
@@ -289,7 +295,26 @@ send_pem(struct imsgev *iev, struct tls_pem *pem)
 	freezero(buf, sizeof(hdr) + TLS_CHUNK_MAX);
 }
 
-/* with_listeners: also a dup of every listening socket (imap only) */
+/* a server as an imap worker sees it: what it needs to serve clients */
+static void
+server_for_imap(struct server_conf *s)
+{
+	int	 n = s->proxy_pass.n;
+
+	explicit_bzero(&s->auth_http, sizeof(s->auth_http));
+	explicit_bzero(s->auth_tls_ca_file, sizeof(s->auth_tls_ca_file));
+	explicit_bzero(s->auth_tls_cert_file, sizeof(s->auth_tls_cert_file));
+	explicit_bzero(s->auth_tls_key_file, sizeof(s->auth_tls_key_file));
+	/* how many: the worker's guard timer; not where */
+	explicit_bzero(&s->proxy_pass, sizeof(s->proxy_pass));
+	s->proxy_pass.n = n;
+}
+
+/*
+ * with_listeners: an imap worker or the template, which also get a
+ * dup of every listening socket and the TLS files of the listeners;
+ * else the auth process, which gets what reaches the auth service.
+ */
 void
 config_send(struct imsgev *iev, struct config *conf, int with_listeners)
 {
@@ -310,9 +335,13 @@ config_send(struct imsgev *iev, struct config *conf, int with_listeners)
 		s = *srv;
 		memset(&s.entry, 0, sizeof(s.entry));
 		memset(&s.auth_headers, 0, sizeof(s.auth_headers));
+		if (with_listeners)
+			server_for_imap(&s);
 		compose(iev, IMSG_CFG_SERVER, -1, &s, sizeof(s));
-		TAILQ_FOREACH(h, &srv->auth_headers, entry)
-			compose(iev, IMSG_CFG_AUTH_HEADER, -1, h, sizeof(*h));
+		if (!with_listeners)
+			TAILQ_FOREACH(h, &srv->auth_headers, entry)
+				compose(iev, IMSG_CFG_AUTH_HEADER, -1, h,
+				    sizeof(*h));
 		explicit_bzero(&s, sizeof(s));
 	}
 

@@ -95,8 +95,9 @@ int				 imap_draining;
 static const struct proc_peer peer_parent = {
 	"parent", imap_dispatch_parent, NULL, NULL, 1
 };
+/* auth hands over the backend sockets it connected */
 static const struct proc_peer peer_auth = {
-	"auth", imap_dispatch_auth, imap_auth_gone, NULL, 0
+	"auth", imap_dispatch_auth, imap_auth_gone, NULL, 1
 };
 
 static TAILQ_HEAD(, imap_listener) listeners =

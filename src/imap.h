@@ -55,9 +55,8 @@
 enum session_state {
 	S_PRELOGIN,		/* reading and answering commands */
 	S_AUTHENTICATE,		/* AUTHENTICATE waits for a client line */
-	S_AUTH_WAIT,		/* request sent to the auth process */
+	S_AUTH_WAIT,		/* the auth process asks, connects: we wait */
 	S_AUTH_DELAY,		/* login refused: Auth-Wait before the NO */
-	S_BACKEND_CONNECT,	/* non-blocking connect in progress */
 	S_BACKEND_GREETING,	/* waiting for the backend's "* OK" */
 	S_BACKEND_LOGIN,	/* login sent, waiting for its tagged reply */
 	S_RELAY,		/* logged in: bytes both ways */
@@ -186,10 +185,12 @@ struct session {
 	char			*failtext;	/* NO text held for Auth-Wait */
 
 	/* the backend */
-	int			 bfd;
+	int			 bfd;		/* connected by the auth process */
 	char			 backend[ADDR_STR_LEN];
-	int			 bnext;		/* proxy_pass address to try next,
-						   0: none */
+	uint32_t		 backend_id;	/* auth keeps the list: its id */
+	uint32_t		 bindex;	/* this one's number in the list */
+	uint32_t		 bcount;	/* the list's length */
+	int			 bnext;		/* IMSG_AUTH_NEXT sent */
 	struct event		 ev_bread;
 	struct event		 ev_bwrite;
 	char			*buser;		/* credentials for the backend */
@@ -291,6 +292,7 @@ unsigned int	 login_timer(struct session *, unsigned int);
 int		 login_expired(struct session *);
 int		 auth_send(struct session *);
 void		 auth_cancel(struct session *);
+void		 auth_release(struct session *);
 void		 auth_result(struct imsg *);
 int		 auth_delay_done(struct session *);
 
@@ -333,10 +335,10 @@ void		 ccert_request(struct session *, struct auth_request *);
 void		 ccert_free(struct session *);
 
 /* proxy.c */
-int		 proxy_connect_pass(struct session *, const char *, size_t,
+int		 proxy_creds(struct session *, const char *, size_t,
 		    const char *, size_t);
-int		 proxy_connect(struct session *, const struct sockaddr *,
-		    socklen_t, const char *, size_t, const char *, size_t);
+int		 proxy_backend(struct session *, int, const struct sockaddr *,
+		    socklen_t);
 int		 proxy_client_read(struct session *);
 int		 proxy_client_flush(struct session *);
 int		 proxy_relay_owed(struct session *);

@@ -319,13 +319,19 @@ enum imsg_type {
 				   of its workers ended */
 	/* imap <-> auth, over the channel the parent created */
 	IMSG_AUTH_REQUEST,	/* imap -> auth: struct auth_request + tail */
-	IMSG_AUTH_CANCEL,	/* imap -> auth: uint32_t request id */
-	IMSG_AUTH_RESULT,	/* auth -> imap: struct auth_result + tail */
+	IMSG_AUTH_CANCEL,	/* imap -> auth: uint32_t request id: nothing
+				   more is needed for that login */
+	IMSG_AUTH_RESULT,	/* auth -> imap: struct auth_result + tail;
+				   on OK with the connected backend socket */
 	IMSG_AUTH_CONN_OPEN,	/* imap -> auth: struct auth_conn */
 	IMSG_AUTH_CONN_VERDICT,	/* auth -> imap: struct auth_conn_verdict */
 	IMSG_AUTH_CONN_CLOSE,	/* imap -> auth: uint32_t session number */
 	IMSG_AUTH_CAPS,		/* auth -> imap: struct auth_caps */
 	IMSG_AUTH_CONN_LOGIN,	/* imap -> auth: uint32_t session number */
+	IMSG_AUTH_BACKEND,	/* imap -> auth: struct auth_backend: connect
+				   to the server's proxy_pass (no auth_http) */
+	IMSG_AUTH_NEXT,		/* imap -> auth: struct auth_next: the backend
+				   of the socket given said BYE, the next one */
 };
 
 /* IMSG_CFG_TLS_*: one piece of a PEM file, followed by its bytes */
@@ -408,23 +414,29 @@ struct auth_request {
 #define AUTH_REQ_SSL	0x01	/* the client connection is TLS */
 
 enum auth_status {
-	AUTH_STATUS_OK = 0,		/* log in to server:port */
+	AUTH_STATUS_OK = 0,		/* logged in: here is the backend */
 	AUTH_STATUS_FAIL,		/* wrong credentials: text, wait */
 	AUTH_STATUS_UNAVAILABLE,	/* service down, timeout, garbage */
+	AUTH_STATUS_BACKEND,		/* no backend could be connected to */
 };
 
 /*
  * IMSG_AUTH_RESULT payload, followed by user_len bytes of user,
  * pass_len bytes of password and text_len bytes of the failure text
- * (Auth-Status) or, for AUTH_STATUS_UNAVAILABLE, the reason for logs.
+ * (Auth-Status) or, for AUTH_STATUS_UNAVAILABLE and _BACKEND, the
+ * reason for logs.  AUTH_STATUS_OK comes with the backend socket,
+ * connected by the auth process: workers open no connection.  The
+ * answer to an IMSG_AUTH_NEXT carries no user or password.
  */
 struct auth_result {
 	uint32_t	 id;
 	uint32_t	 status;	/* enum auth_status */
 	uint32_t	 wait;		/* Auth-Wait seconds, 0 = close */
 	uint32_t	 elapsed_ms;	/* time the auth service took */
-	struct sockaddr_storage server;	/* Auth-Server:Auth-Port */
+	struct sockaddr_storage server;	/* the backend the socket reaches */
 	socklen_t	 server_len;
+	uint32_t	 backend;	/* its index among the answer's ... */
+	uint32_t	 nbackends;	/* ... backends (Auth-Server, proxy_pass) */
 	uint32_t	 user_set;	/* Auth-User given */
 	uint32_t	 pass_set;	/* Auth-Pass given */
 	uint32_t	 user_len;
@@ -433,6 +445,28 @@ struct auth_result {
 	uint32_t	 proxy_ssl;	/* Auth-Proxy-SSL: 0 unset, PTLS_* + 1 */
 	char		 proxy_ssl_name[NAME_MAX_LEN];	/* Auth-Proxy-SSL-Name */
 	uint32_t	 limited;	/* refused by limit_auth_fail */
+};
+
+/*
+ * IMSG_AUTH_BACKEND: a login on a server with proxy_pass and no
+ * auth_http; the backend checks the password, which stays in the
+ * worker.  The answer is an IMSG_AUTH_RESULT with the same id.
+ */
+struct auth_backend {
+	uint32_t	 id;
+	uint32_t	 server_id;
+	char		 client_ip[INET6_ADDRSTRLEN];	/* for logs */
+};
+
+/*
+ * IMSG_AUTH_NEXT: the backend of the socket given for login id greeted
+ * with BYE (or closed): connect to the answer's backend number backend
+ * or a later one.  A worker names only an index into the list the auth
+ * process keeps, never an address.
+ */
+struct auth_next {
+	uint32_t	 id;
+	uint32_t	 backend;
 };
 
 /*
@@ -569,6 +603,31 @@ int		 ptls_check(struct config *);
 /* auth.c */
 __attribute__((noreturn)) void auth_main(int, int, const char *,
 		    char *const *);
+
+/*
+ * auth_backend.c: the auth process connects to backends for the
+ * workers, each address of a list in turn, without blocking.
+ */
+struct bconn {
+	struct host_addrs	 addrs;		/* tried in turn */
+	int			 cur;		/* the one tried, or connected */
+	int			 fd;		/* -1: none in progress */
+	int			 keepalive;	/* so_keepalive */
+	unsigned int		 timeout_ms;	/* per address */
+	uint32_t		 log_id;	/* whose error_log (log_select) */
+	char			 next[NAME_MAX_LEN + 32];	/* "the next ..." */
+	char			 name[ADDR_STR_LEN];	/* of addrs.ss[cur] */
+	char			 why[256];	/* the last failure */
+	struct event		 ev;
+	/* connected (fd), or every address failed (-1, why says) */
+	void			(*done)(struct bconn *, int);
+	void			*arg;
+};
+int		 bconn_socket(const struct sockaddr *, socklen_t, int);
+void		 bconn_init(struct bconn *, void (*)(struct bconn *, int),
+		    void *);
+void		 bconn_start(struct bconn *, int);
+void		 bconn_stop(struct bconn *);
 
 /* auth_caps.c: imap_capabilities auto, in the auth process */
 int		 caps_auto(const struct server_conf *);

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "imaprelayd.h"
 #include "imap.h"
@@ -53,9 +54,13 @@ static int	sasl_line(struct session *);
 static int	sasl_step(struct session *, const unsigned char *, size_t);
 static int	login_start(struct session *, const char *, size_t,
 		    const char *, size_t, uint32_t);
+static int	backend_request(struct session *);
+static uint32_t	auth_new_id(void);
+static unsigned int auth_wait_ms(struct session *);
 static int	auth_unavailable(struct session *, const char *, size_t);
+static int	backend_unavailable(struct session *, const char *, size_t);
 static int	auth_ok(struct session *, struct auth_result *,
-		    const char *, const char *);
+		    const char *, const char *, int);
 static int	auth_fail(struct session *, struct auth_result *, const char *,
 		    size_t);
 static void	auth_fail_reply(struct session *);
@@ -673,8 +678,10 @@ sasl_step(struct session *s, const unsigned char *line, size_t len)
 }
 
 /*
- * Login: keep the credentials, then ask auth, or with a static
- * proxy_pass and no auth_http go straight to the backend.
+ * Login: keep the credentials, then ask auth, which asks the auth
+ * service and connects to the backend it names; with a static
+ * proxy_pass and no auth_http auth only connects, and the backend
+ * judges the credentials, which never leave this process.
  */
 static int
 login_start(struct session *s, const char *user, size_t ulen,
@@ -707,16 +714,43 @@ login_start(struct session *s, const char *user, size_t ulen,
 			    "no auth_http and no proxy_pass",
 			    "auth unavailable"));
 		s->auth_ms = 0;
-		return (proxy_connect_pass(s, s->user, strlen(s->user),
-		    s->pass, s->pass_len));
+		if (proxy_creds(s, s->user, strlen(s->user), s->pass,
+		    s->pass_len) == -1)
+			return (-1);
 	}
 	s->state = S_AUTH_WAIT;
 	s->auth_start_ms = now_ms();
-	/* auth enforces auth_http_timeout; this only guards against a hang */
-	session_timer(s, s->conf->auth_http_timeout_ms + s->conf->timeout_ms);
+	/* auth enforces every timeout; this only guards against a hang */
+	session_timer(s, auth_wait_ms(s));
 	if (iev_auth == NULL)
 		return (0);	/* sent when the channel arrives */
 	return (auth_send(s));
+}
+
+/*
+ * The longest the auth process may take: the auth service's timeout,
+ * then the server's timeout for each backend address it tries.
+ */
+static unsigned int
+auth_wait_ms(struct session *s)
+{
+	uint64_t	 ms = s->conf->timeout_ms;
+	int		 n = HOST_ADDRS_MAX;
+
+	if (!s->conf->auth_http_set && s->conf->proxy_pass.n > 0)
+		n = s->conf->proxy_pass.n;
+	ms = ms * n + 1000;
+	if (s->conf->auth_http_set)
+		ms += s->conf->auth_http_timeout_ms;
+	return (ms > UINT_MAX ? UINT_MAX : ms);
+}
+
+static uint32_t
+auth_new_id(void)
+{
+	if (++auth_next_id == 0)
+		auth_next_id = 1;
+	return (auth_next_id);
 }
 
 int
@@ -729,10 +763,10 @@ auth_send(struct session *s)
 				    strlen(s->salt) : 0;
 	int			 r;
 
+	if (!s->conf->auth_http_set)
+		return (backend_request(s));
 	memset(&req, 0, sizeof(req));
-	if (++auth_next_id == 0)
-		auth_next_id = 1;
-	req.id = auth_next_id;
+	req.id = auth_new_id();
 	req.server_id = s->conf->id;
 	req.method = s->method;
 	req.attempt = s->attempt;
@@ -781,6 +815,24 @@ auth_send(struct session *s)
 	return (0);
 }
 
+/* proxy_pass without auth_http: auth connects, nothing more */
+static int
+backend_request(struct session *s)
+{
+	struct auth_backend	 b;
+
+	memset(&b, 0, sizeof(b));
+	b.id = auth_new_id();
+	b.server_id = s->conf->id;
+	strlcpy(b.client_ip, s->client_ip, sizeof(b.client_ip));
+	if (imsgev_compose(iev_auth, IMSG_AUTH_BACKEND, 0, -1, &b,
+	    sizeof(b)) == -1)
+		return (session_unavailable(s, "backend unavailable",
+		    "backend request not sent", "backend unavailable"));
+	s->auth_id = b.id;
+	return (0);
+}
+
 /* the client left or the session ends while auth works for it */
 void
 auth_cancel(struct session *s)
@@ -789,6 +841,17 @@ auth_cancel(struct session *s)
 		imsgev_compose(iev_auth, IMSG_AUTH_CANCEL, 0, -1,
 		    &s->auth_id, sizeof(s->auth_id));
 	s->auth_id = 0;
+	auth_release(s);
+}
+
+/* the backend greeted: auth may forget the list of this login */
+void
+auth_release(struct session *s)
+{
+	if (s->backend_id != 0 && iev_auth != NULL)
+		imsgev_compose(iev_auth, IMSG_AUTH_CANCEL, 0, -1,
+		    &s->backend_id, sizeof(s->backend_id));
+	s->backend_id = 0;
 }
 
 void
@@ -803,7 +866,10 @@ auth_result(struct imsg *imsg)
 		fatalx("%s: short message", __func__);
 	memcpy(&res, imsg->data, sizeof(res));
 	if ((uint64_t)res.user_len + res.pass_len + res.text_len !=
-	    len - sizeof(res) || res.server_len > sizeof(res.server))
+	    len - sizeof(res) || res.server_len > sizeof(res.server) ||
+	    res.nbackends > HOST_ADDRS_MAX ||
+	    (res.status == AUTH_STATUS_OK && (res.server_len == 0 ||
+	    res.backend >= res.nbackends)))
 		fatalx("%s: bad lengths", __func__);
 	user = (char *)imsg->data + sizeof(res);
 	pass = user + res.user_len;
@@ -815,13 +881,19 @@ auth_result(struct imsg *imsg)
 	if (s != NULL) {
 		log_select(s->conf->id);
 		s->auth_id = 0;
-		s->auth_ms = now_ms() - s->auth_start_ms;
+		/* the time the auth service took, backend connect included */
+		if (s->conf->auth_http_set && !s->bnext)
+			s->auth_ms = now_ms() - s->auth_start_ms;
 		switch (res.status) {
 		case AUTH_STATUS_OK:
-			auth_ok(s, &res, user, pass);
+			/* the socket is ours; imsg_free() closes an unclaimed one */
+			auth_ok(s, &res, user, pass, imsg_get_fd(imsg));
 			break;
 		case AUTH_STATUS_FAIL:
 			auth_fail(s, &res, text, res.text_len);
+			break;
+		case AUTH_STATUS_BACKEND:
+			backend_unavailable(s, text, res.text_len);
 			break;
 		default:
 			auth_unavailable(s, text, res.text_len);
@@ -831,50 +903,91 @@ auth_result(struct imsg *imsg)
 	explicit_bzero(imsg->data, len);
 }
 
+/* a reason from the auth process, fit for a log line */
+static void
+reason_copy(char *why, size_t size, const char *prefix, const char *text,
+    size_t len)
+{
+	size_t	 i;
+
+	strlcpy(why, prefix, size);
+	for (i = strlen(why); len > 0 && i < size - 1; i++, text++, len--)
+		why[i] = (unsigned char)*text < 0x20 || *text == '"' ?
+		    '?' : *text;
+	why[i] = '\0';
+}
+
+/* no backend of the list answered: the auth process says which failed */
+static int
+backend_unavailable(struct session *s, const char *text, size_t len)
+{
+	char	 why[256];
+
+	reason_copy(why, sizeof(why), "", text, len);
+	return (session_unavailable(s, "backend unavailable", why,
+	    "backend unavailable"));
+}
+
 static int
 auth_unavailable(struct session *s, const char *text, size_t len)
 {
 	char	 why[256];
-	size_t	 i;
 
-	strlcpy(why, "auth service: ", sizeof(why));
-	for (i = strlen(why); len > 0 && i < sizeof(why) - 1;
-	    i++, text++, len--)
-		why[i] = (unsigned char)*text < 0x20 || *text == '"' ?
-		    '?' : *text;
-	why[i] = '\0';
+	reason_copy(why, sizeof(why), "auth service: ", text, len);
 	return (session_unavailable(s, "authentication service unavailable",
 	    why, "auth unavailable"));
 }
 
-/* proxy_connect() copies the credentials it is given */
+/*
+ * The login is good and fd is connected to its backend.  The first
+ * answer brings the credentials for the backend (proxy_creds() copies
+ * them: Auth-User and Auth-Pass, else the client's own); an answer to
+ * IMSG_AUTH_NEXT only another socket, the credentials are kept.
+ */
 static int
 auth_ok(struct session *s, struct auth_result *res, const char *user,
-    const char *pass)
+    const char *pass, int fd)
 {
-	if (s->method == AUTH_METHOD_CRAM_MD5 && !res->pass_set)
+	const struct sockaddr	*sa = (struct sockaddr *)&res->server;
+
+	if (fd == -1)
+		return (session_unavailable(s, "backend unavailable",
+		    "auth process gave no backend socket",
+		    "backend unavailable"));
+	s->backend_id = res->id;
+	s->bindex = res->backend;
+	s->bcount = res->nbackends;
+	if (s->bnext) {
+		s->bnext = 0;
+		return (proxy_backend(s, fd, sa, res->server_len));
+	}
+	if (s->method == AUTH_METHOD_CRAM_MD5 && s->conf->auth_http_set &&
+	    !res->pass_set) {
+		close(fd);
 		return (session_unavailable(s,
 		    "authentication service unavailable",
 		    "auth service gave no Auth-Pass for CRAM-MD5",
 		    "auth unavailable"));
-	if (res->server_len == 0)
-		return (session_unavailable(s, "backend unavailable",
-		    "auth service gave no backend", "backend unavailable"));
+	}
 	/* Auth-Proxy-SSL and Auth-Proxy-SSL-Name, for this login only */
 	s->bssl_auth = res->proxy_ssl;
 	free(s->bssl_auth_name);
 	if ((s->bssl_auth_name = strndup(res->proxy_ssl_name,
 	    sizeof(res->proxy_ssl_name) - 1)) == NULL) {
+		close(fd);
 		log_warn(__func__);
 		session_close(s, "out of memory");
 		return (-1);
 	}
-	return (proxy_connect(s, (struct sockaddr *)&res->server,
-	    res->server_len,
+	if (s->conf->auth_http_set && proxy_creds(s,
 	    res->user_set ? user : s->user,
 	    res->user_set ? res->user_len : strlen(s->user),
 	    res->pass_set ? pass : s->pass,
-	    res->pass_set ? res->pass_len : s->pass_len));
+	    res->pass_set ? res->pass_len : s->pass_len) == -1) {
+		close(fd);
+		return (-1);
+	}
+	return (proxy_backend(s, fd, sa, res->server_len));
 }
 
 /* refused: Auth-Wait seconds before the NO slow down password guessing */

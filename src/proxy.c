@@ -15,9 +15,10 @@
  */
 
 /*
- * The backend side of a session: connect, read the greeting, log in on
- * the client's behalf with as few round trips as the backend allows,
- * then relay bytes both ways, bounded in each direction.
+ * The backend side of a session: take the socket the auth process
+ * connected (a worker opens no connection itself), read the greeting,
+ * log in on the client's behalf with as few round trips as the backend
+ * allows, then relay bytes both ways, bounded in each direction.
  */
 
 #include <sys/types.h>
@@ -36,11 +37,6 @@
 #include "imap.h"
 #include "sasl.h"
 
-static int	backend_start(struct session *, const struct sockaddr *,
-		    socklen_t);
-static int	backend_dial(struct session *, const struct sockaddr *,
-		    socklen_t);
-static int	backend_unreachable(struct session *, const char *, int);
 static void	proxy_backend_read(int, short, void *);
 static void	proxy_backend_write(int, short, void *);
 static int	backend_fail(struct session *, const char *, ...)
@@ -68,8 +64,8 @@ static int	backend_starttls(struct session *);
 static int	backend_starttls_line(struct session *, const char *, size_t);
 
 /* the backend gets its own copy: the client's is wiped here */
-static int
-backend_creds(struct session *s, const char *user, size_t ulen,
+int
+proxy_creds(struct session *s, const char *user, size_t ulen,
     const char *pass, size_t plen)
 {
 	char	*u, *p;
@@ -89,96 +85,36 @@ backend_creds(struct session *s, const char *user, size_t ulen,
 	return (0);
 }
 
-/* an address the auth service named */
+/*
+ * A socket the auth process connected to the backend at sa (named by
+ * the auth service, or proxy_pass): the greeting is next, within the
+ * server's timeout, as is the login after it.
+ */
 int
-proxy_connect(struct session *s, const struct sockaddr *sa, socklen_t salen,
-    const char *user, size_t ulen, const char *pass, size_t plen)
+proxy_backend(struct session *s, int fd, const struct sockaddr *sa,
+    socklen_t salen)
 {
-	if (backend_creds(s, user, ulen, pass, plen) == -1)
-		return (-1);
-	s->bnext = 0;
-	return (backend_start(s, sa, salen));
-}
-
-/* proxy_pass: each address of its name in turn, until one connects */
-int
-proxy_connect_pass(struct session *s, const char *user, size_t ulen,
-    const char *pass, size_t plen)
-{
-	const struct host_addrs	*ha = &s->conf->proxy_pass;
-
-	if (backend_creds(s, user, ulen, pass, plen) == -1)
-		return (-1);
-	if (ha->n == 0)
-		return (backend_fail(s, "proxy_pass: no address"));
-	s->bnext = 1;
-	return (backend_start(s, (const struct sockaddr *)&ha->ss[0],
-	    ha->len[0]));
-}
-
-static int
-backend_start(struct session *s, const struct sockaddr *sa, socklen_t salen)
-{
-	/* one limit for connect, greeting and login together */
-	session_timer(s, s->conf->timeout_ms);
-	if (iobuf_alloc(&s->b2c, s->conf->proxy_buffer) == -1) {
-		sockaddr_str(sa, s->backend, sizeof(s->backend));
+	s->bcaps = 0;
+	sockaddr_str(sa, s->backend, sizeof(s->backend));
+	backend_tls_name(s, sa, salen);
+	if (s->b2c.data == NULL &&
+	    iobuf_alloc(&s->b2c, s->conf->proxy_buffer) == -1) {
+		close(fd);
 		return (backend_fail(s, "backend %s: %s", s->backend,
 		    strerror(errno)));
 	}
-	return (backend_dial(s, sa, salen));
-}
-
-static int
-backend_dial(struct session *s, const struct sockaddr *sa, socklen_t salen)
-{
-	int	 on = 1;
-
-	s->bcaps = 0;
-	s->state = S_BACKEND_CONNECT;
-	sockaddr_str(sa, s->backend, sizeof(s->backend));
-	backend_tls_name(s, sa, salen);
-	/* a family this host lacks is one more address that fails */
-	if ((s->bfd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0)) == -1)
-		return (backend_unreachable(s, "socket", errno));
-	if (s->conf->so_keepalive && setsockopt(s->bfd, SOL_SOCKET,
-	    SO_KEEPALIVE, &on, sizeof(on)) == -1)
-		log_warn("%s: SO_KEEPALIVE", __func__);
+	s->bfd = fd;
 	event_set(&s->ev_bread, s->bfd, EV_READ | EV_PERSIST,
 	    proxy_backend_read, s);
 	event_set(&s->ev_bwrite, s->bfd, EV_WRITE | EV_PERSIST,
 	    proxy_backend_write, s);
-	if (connect(s->bfd, sa, salen) == -1 && errno != EINPROGRESS)
-		return (backend_unreachable(s, "connect", errno));
+	s->state = S_BACKEND_GREETING;
+	session_timer(s, s->conf->timeout_ms);
+	/* proxy_ssl on: the greeting comes over TLS */
+	if (s->bssl == PTLS_ON)
+		return (backend_tls_start(s));
 	session_update(s);
 	return (0);
-}
-
-/*
- * A connect that failed: the next address of proxy_pass's name if
- * there is one, saying which did not answer; else the login fails.
- */
-static int
-backend_unreachable(struct session *s, const char *call, int err)
-{
-	const struct host_addrs	*ha = &s->conf->proxy_pass;
-	int			 i = s->bnext;
-
-	if (i == 0 || i >= ha->n)
-		return (backend_fail(s, "backend %s: %s: %s", s->backend, call,
-		    strerror(err)));
-	log_warning("backend %s: %s: %s, trying the next address of %s",
-	    s->backend, call, strerror(err), s->conf->proxy_pass_name);
-	if (s->bfd != -1) {
-		event_del(&s->ev_bread);
-		event_del(&s->ev_bwrite);
-		close(s->bfd);
-		s->bfd = -1;
-	}
-	s->bnext++;
-	return (backend_dial(s, (const struct sockaddr *)&ha->ss[i],
-	    ha->len[i]));
 }
 
 void
@@ -239,8 +175,6 @@ static void
 proxy_backend_write(int fd, short event, void *arg)
 {
 	struct session	*s = arg;
-	socklen_t	 len = sizeof(int);
-	int		 err = 0;
 
 	log_select(s->conf->id);
 	if (s->btls_state == TLSS_HANDSHAKE) {
@@ -254,18 +188,6 @@ proxy_backend_write(int fd, short event, void *arg)
 		return;
 	}
 	switch (s->state) {
-	case S_BACKEND_CONNECT:
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-			err = errno;
-		if (err != 0) {
-			backend_unreachable(s, "connect", err);
-			return;
-		}
-		s->state = S_BACKEND_GREETING;
-		/* proxy_ssl on: the greeting comes over TLS */
-		if (s->bssl == PTLS_ON && backend_tls_start(s) == -1)
-			return;
-		break;
 	case S_BACKEND_LOGIN:
 		if (login_write(s) == -1)
 			return;
@@ -406,6 +328,8 @@ backend_greeting(struct session *s, const char *line, size_t len)
 	if (len < 5 || strncasecmp(line, "* OK", 4) != 0)
 		return (backend_fail(s, "backend greeting: %.*s",
 		    linelen(line, len), line));
+	/* this backend serves the login: no other will be asked for */
+	auth_release(s);
 	backend_caps(s, line);
 	if (s->bssl == PTLS_STARTTLS && s->btls == NULL)
 		return (backend_starttls(s));

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -36,7 +37,9 @@ sandbox_parent(void)
 /*
  * No "dns": the parent resolves the auth service and the request pins
  * the address (CURLOPT_RESOLVE).  "unix" and the sockets' paths alone
- * for auth_http unix:/path.
+ * for auth_http unix:/path.  "inet" for the auth service and the
+ * backends, "sendfd" to hand each backend socket to its worker,
+ * "recvfd" for the worker channels.
  */
 void
 sandbox_auth(char *const *unix_paths)
@@ -46,10 +49,17 @@ sandbox_auth(char *const *unix_paths)
 	for (; *unix_paths != NULL; unix_paths++)
 		if (unveil(*unix_paths, "rw") == -1)
 			fatal("unveil %s", *unix_paths);
-	if (pledge("stdio inet unix recvfd", NULL) == -1)
+	if (pledge("stdio inet unix recvfd sendfd", NULL) == -1)
 		fatal("pledge");
 }
 
+/*
+ * A worker connects nowhere: its backend sockets come from the auth
+ * process ("recvfd").  It keeps "inet" only because it accept(2)s its
+ * clients itself on the inet listeners, which pledge(2) allows under
+ * "inet" alone; without it OpenBSD cannot refuse a socket(2) that
+ * Linux's filter refuses.
+ */
 void
 sandbox_imap(void)
 {
@@ -60,7 +70,7 @@ sandbox_imap(void)
 /*
  * "proc" to fork workers, "sendfd" to hand their channels to the
  * parent; "inet" only because a worker, which can only narrow its
- * promises, accepts and connects to backends itself.
+ * promises, accepts its clients itself.
  */
 void
 sandbox_template(void)
@@ -165,6 +175,34 @@ regress_bind(void)
 	return (rv);
 }
 
+/*
+ * A TCP connection to 127.0.0.1:port, as a worker would open to reach
+ * the auth service or any host: workers open none (socket(2) refused).
+ */
+static int
+regress_connect(const char *port)
+{
+	struct sockaddr_in	 sin;
+	const char		*errstr;
+	int			 s, rv, saved_errno;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(strtonum(port, 1, 65535, &errstr));
+	if (errstr != NULL) {
+		errno = EINVAL;
+		return (-1);
+	}
+	if ((s = socket(AF_INET, SOCK_STREAM, 0)) == -1)
+		return (-1);
+	rv = connect(s, (struct sockaddr *)&sin, sizeof(sin));
+	saved_errno = errno;
+	close(s);
+	errno = saved_errno;
+	return (rv);
+}
+
 /* a forked imap worker may not fork again (Linux: SIGSYS) */
 static int
 regress_fork(void)
@@ -193,6 +231,8 @@ sandbox_regress_try(const char *what, char *buf, size_t len)
 		rv = regress_bind();
 	else if (strcmp(what, "fork") == 0)
 		rv = regress_fork();
+	else if (strncmp(what, "connect-", 8) == 0)
+		rv = regress_connect(what + 8);
 	else {
 		snprintf(buf, len, "%s refused: unknown trigger", what);
 		return (-1);

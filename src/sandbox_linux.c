@@ -22,9 +22,11 @@
  * 2. Landlock (children only): every filesystem access right the kernel
  *    knows is handled and no rule grants any, so no path can be opened,
  *    executed, listed or created; from ABI 4 TCP bind is handled the
- *    same way (connect stays free: workers reach backends, auth reaches
- *    the auth service); from ABI 6 abstract unix sockets and signals are
- *    scoped to the process.
+ *    same way, and in the imap workers (and the template they are
+ *    forked from) TCP connect too: the auth process connects to the
+ *    backends for them and to the auth service, so it alone keeps
+ *    connect; from ABI 6 abstract unix sockets and signals are scoped
+ *    to the process.
  * 3. seccomp-bpf (children only): an allow-list of system calls per
  *    process; anything else kills the whole process (SIGSYS).  Calls
  *    that ask for a resource rather than a capability -- open, bind,
@@ -97,6 +99,7 @@
 #define LL_FS_TRUNCATE		(1ULL << 14)		/* ABI 3 */
 #define LL_FS_IOCTL_DEV		(1ULL << 15)		/* ABI 5 */
 #define LL_NET_BIND_TCP		(1ULL << 0)		/* ABI 4 */
+#define LL_NET_CONNECT_TCP	(1ULL << 1)		/* ABI 4 */
 #define LL_SCOPE_ABSTRACT_UNIX	(1ULL << 0)		/* ABI 6 */
 #define LL_SCOPE_SIGNAL		(1ULL << 1)		/* ABI 6 */
 
@@ -112,6 +115,7 @@ struct ll_state {
 	int		 abi;		/* 0: none */
 	int		 fs;		/* no file access at all */
 	int		 bind;		/* no TCP bind */
+	int		 connect;	/* no TCP connect */
 };
 
 /* how the filter treats one system call */
@@ -187,7 +191,11 @@ static const struct sc_rule sc_common[] = {
 	{ -1, SC_ALLOW, 0 }
 };
 
-/* the imap worker: clients come from accept4, backends from connect */
+/*
+ * The imap worker: clients come from accept4, backend sockets from the
+ * auth process over imsg (recvmsg); connect(2) is left for syslog's
+ * unix socket, the only kind it can make.
+ */
 static const struct sc_rule sc_imap[] = {
 	A(accept4), A(accept),
 	/* the plaintext relay: splice through pipes (splice.c) */
@@ -215,10 +223,11 @@ static const struct sc_rule sc_template[] = {
 	{ -1, SC_ALLOW, 0 }
 };
 
-/* TCP to clients and backends; a datagram unix socket for syslog */
+/*
+ * No TCP socket at all: a worker (and the template it comes from)
+ * opens no network connection.  A datagram unix socket for syslog.
+ */
 static const struct sc_sock sock_imap[] = {
-	{ AF_INET, SOCK_STREAM },
-	{ AF_INET6, SOCK_STREAM },
 	{ AF_UNIX, SOCK_DGRAM },
 	{ -1, 0 }
 };
@@ -435,7 +444,7 @@ sc_install(const struct sc_rule *rules, const struct sc_sock *socks,
 
 /* every FS right the running kernel knows, and the network ones */
 static void
-ll_attr_for(int abi, struct ll_attr *attr, size_t *size)
+ll_attr_for(int abi, int noconnect, struct ll_attr *attr, size_t *size)
 {
 	memset(attr, 0, sizeof(*attr));
 	attr->fs = LL_FS_ABI1;
@@ -448,6 +457,8 @@ ll_attr_for(int abi, struct ll_attr *attr, size_t *size)
 	*size = sizeof(attr->fs);
 	if (abi >= 4) {
 		attr->net = LL_NET_BIND_TCP;
+		if (noconnect)
+			attr->net |= LL_NET_CONNECT_TCP;
 		*size = offsetof(struct ll_attr, scoped);
 	}
 	if (abi >= 6) {
@@ -456,8 +467,9 @@ ll_attr_for(int abi, struct ll_attr *attr, size_t *size)
 	}
 }
 
+/* noconnect: no TCP connect either (the imap roles) */
 static void
-ll_restrict(struct ll_state *ll)
+ll_restrict(struct ll_state *ll, int noconnect)
 {
 	struct ll_attr	 attr;
 	size_t		 size;
@@ -472,7 +484,7 @@ ll_restrict(struct ll_state *ll)
 		    sandbox_proc, strerror(errno));
 		return;
 	}
-	ll_attr_for(abi, &attr, &size);
+	ll_attr_for(abi, noconnect, &attr, &size);
 	if ((fd = syscall(__NR_landlock_create_ruleset, &attr, size,
 	    0)) == -1)
 		fatal("%s: landlock_create_ruleset", sandbox_proc);
@@ -483,6 +495,7 @@ ll_restrict(struct ll_state *ll)
 	ll->abi = abi;
 	ll->fs = 1;
 	ll->bind = abi >= 4;
+	ll->connect = noconnect && abi >= 4;
 }
 
 static void
@@ -494,7 +507,7 @@ sandbox_nnp(void)
 
 static void
 sandbox_linux(const char *proc, const struct sc_rule *rules,
-    const struct sc_sock *socks)
+    const struct sc_sock *socks, int noconnect)
 {
 	struct ll_state	 ll;
 
@@ -505,11 +518,12 @@ sandbox_linux(const char *proc, const struct sc_rule *rules,
 	log_warning("%s: sanitizer build: seccomp and landlock are off", proc);
 	return;
 #endif
-	ll_restrict(&ll);
+	ll_restrict(&ll, noconnect);
 	sc_install(rules, socks, &ll);
 	sandbox_ll = ll;
-	log_debug("%s: sandbox: no_new_privs, landlock abi %d, seccomp %s",
-	    proc, ll.abi, SC_ARCH == 0 ? "none" : "filter");
+	log_debug("%s: sandbox: no_new_privs, landlock abi %d%s, seccomp %s",
+	    proc, ll.abi, ll.connect ? " (no tcp connect)" : "",
+	    SC_ARCH == 0 ? "none" : "filter");
 #ifdef SANDBOX_DEBUG
 	/* loud: such a build must not pass for a sandboxed one */
 	log_warning("%s: SANDBOX_DEBUG build: refused system calls are "
@@ -532,19 +546,19 @@ sandbox_parent(void)
 void
 sandbox_auth(char *const *unix_paths)
 {
-	sandbox_linux("auth", sc_auth, sock_auth);
+	sandbox_linux("auth", sc_auth, sock_auth, 0);
 }
 
 void
 sandbox_imap(void)
 {
-	sandbox_linux("imap", sc_imap, sock_imap);
+	sandbox_linux("imap", sc_imap, sock_imap, 1);
 }
 
 void
 sandbox_template(void)
 {
-	sandbox_linux("template", sc_template, sock_imap);
+	sandbox_linux("template", sc_template, sock_imap, 1);
 }
 
 /*

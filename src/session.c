@@ -489,7 +489,6 @@ session_timeout(int fd, short event, void *arg)
 	case S_AUTH_DELAY:
 		auth_delay_done(s);
 		break;
-	case S_BACKEND_CONNECT:
 	case S_BACKEND_GREETING:
 	case S_BACKEND_LOGIN:
 		proxy_timeout(s);
@@ -543,10 +542,6 @@ session_update(struct session *s)
 	case S_AUTH_WAIT:
 	case S_AUTH_DELAY:
 		cr = iobuf_room(&s->in) > 0;
-		break;
-	case S_BACKEND_CONNECT:
-		cr = iobuf_room(&s->in) > 0;
-		bw = 1;
 		break;
 	case S_BACKEND_GREETING:
 	case S_BACKEND_LOGIN:

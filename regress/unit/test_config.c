@@ -874,24 +874,17 @@ static const struct proc_peer test_peer = {
 	"test", test_dispatch, NULL, NULL, 1
 };
 
-static void
-test_imsg(void)
+/* conf sent over a socketpair as the parent sends it, and read back */
+static struct config *
+imsg_roundtrip(struct config *conf, int with_listeners)
 {
-	struct config		*conf, *got;
-	struct server_conf	*s;
-	struct listen_conf	*lc;
-	struct auth_header	*h;
+	struct config		*got;
 	struct imsgev		 iev;
 	struct imsgbuf		 ibuf;
 	struct imsg		 imsg;
-	int			 sv[2], done = 0, fdok, bufsz;
+	int			 sv[2], done = 0, bufsz;
 	ssize_t			 n;
 
-	conf = parse("imsg", typical);
-	if (conf == NULL)
-		return;
-	lc = TAILQ_FIRST(&conf->listens);
-	lc->fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) {
 		perror("socketpair");
 		exit(2);
@@ -899,9 +892,8 @@ test_imsg(void)
 	/* the whole configuration is flushed before it is read */
 	bufsz = 4 * 1024 * 1024;
 	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
-	event_init();
 	proc_channel(&iev, sv[0], &test_peer, NULL);
-	config_send(&iev, conf, 1);
+	config_send(&iev, conf, with_listeners);
 	if (imsgbuf_flush(&iev.ibuf) == -1) {
 		perror("imsgbuf_flush");
 		exit(2);
@@ -920,6 +912,30 @@ test_imsg(void)
 		}
 	}
 	CHECK("imsg: the configuration arrives complete", done == 1);
+	imsgbuf_clear(&ibuf);
+	close(sv[1]);
+	imsgev_clear(&iev);
+	return (got);
+}
+
+static void
+test_imsg(void)
+{
+	struct config		*conf, *got;
+	struct server_conf	*s;
+	struct listen_conf	*lc;
+	struct auth_header	*h;
+	int			 fdok;
+
+	conf = parse("imsg", typical);
+	if (conf == NULL)
+		return;
+	lc = TAILQ_FIRST(&conf->listens);
+	lc->fd = socket(AF_INET, SOCK_STREAM, 0);
+	event_init();
+
+	/* the auth process: the auth service's address and headers */
+	got = imsg_roundtrip(conf, 0);
 	s = TAILQ_FIRST(&got->servers);
 	h = s ? TAILQ_FIRST(&s->auth_headers) : NULL;
 	CHECK("imsg: global values",
@@ -933,6 +949,17 @@ test_imsg(void)
 	    strcmp(h->value, "secret key") == 0 &&
 	    config_server_byid(got, 1) == s &&
 	    config_server_byid(got, 2) == NULL);
+	CHECK("imsg: no listener for auth", TAILQ_EMPTY(&got->listens));
+	config_free(got);
+
+	/* an imap worker: the listeners, nothing to reach auth_http with */
+	got = imsg_roundtrip(conf, 1);
+	s = TAILQ_FIRST(&got->servers);
+	CHECK("imsg: a worker gets no auth_http_header, URL or address",
+	    s != NULL && s->auth_http_set && TAILQ_EMPTY(&s->auth_headers) &&
+	    s->auth_http.url[0] == '\0' && s->auth_http.addrs[0] == '\0' &&
+	    s->auth_http.host[0] == '\0' && s->auth_http.port == 0 &&
+	    s->imap_client_buffer == 8192);
 	lc = TAILQ_FIRST(&got->listens);
 	fdok = lc != NULL && lc->fd != -1 && fcntl(lc->fd, F_GETFD) != -1;
 	CHECK("imsg: listener with its socket", fdok &&
@@ -940,9 +967,6 @@ test_imsg(void)
 	    lc->file == NULL);
 	config_free(got);
 	config_free(conf);
-	imsgbuf_clear(&ibuf);
-	close(sv[1]);
-	imsgev_clear(&iev);
 }
 
 static void
