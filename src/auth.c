@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include "compat/curl_features.h"
 
 #include "imaprelayd.h"
 #include "authhttp.h"
@@ -135,7 +136,7 @@ static struct auth_req_list	 reqs = TAILQ_HEAD_INITIALIZER(reqs);
 static CURLM			*multi;
 static struct event		 curl_timer;
 static int			 draining;
-#if LIBCURL_VERSION_NUM >= 0x074d00
+#ifdef HAVE_CURL_BLOBS
 static struct curl_blob		 ca_blob;	/* read before the chroot */
 #endif
 
@@ -196,7 +197,7 @@ static int	ccert_request_ok(const struct auth_request *,
 		    const uint8_t *);
 static void	slist_free_wipe(struct curl_slist *);
 static void	load_ca(void);
-#if LIBCURL_VERSION_NUM >= 0x074d00
+#ifdef HAVE_CURL_BLOBS
 static int	atls_setopt(struct auth_req *);
 #endif
 static int	curl_sock_cb(CURL *, curl_socket_t, int, void *, void *);
@@ -262,7 +263,7 @@ auth_main(int debug, int verbose, const char *user, char *const *unix_paths)
 static void
 load_ca(void)
 {
-#if LIBCURL_VERSION_NUM >= 0x074d00	/* CURLOPT_CAINFO_BLOB, 7.77 */
+#ifdef HAVE_CURL_BLOBS
 	curl_version_info_data	*vi;
 	struct stat		 st;
 	const char		*path;
@@ -1022,7 +1023,7 @@ auth_req_setopt(struct auth_req *r, struct auth_url *au)
 	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)r->timeout_ms);
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_PROXY, "");		/* never one from the environment */
-#if LIBCURL_VERSION_NUM >= 0x075500
+#ifdef HAVE_CURLOPT_PROTOCOLS_STR
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 #else
 	SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
@@ -1034,7 +1035,7 @@ auth_req_setopt(struct auth_req *r, struct auth_url *au)
 	SET(CURLOPT_WRITEDATA, r);
 	SET(CURLOPT_PRIVATE, r);
 	SET(CURLOPT_ERRORBUFFER, r->errbuf);
-#if LIBCURL_VERSION_NUM >= 0x074d00
+#ifdef HAVE_CURL_BLOBS
 	if (au->https && atls_setopt(r) == -1)
 		return (-1);
 	if (au->https && ca_blob.data != NULL &&
@@ -1052,7 +1053,7 @@ auth_req_setopt(struct auth_req *r, struct auth_url *au)
 	return (0);
 }
 
-#if LIBCURL_VERSION_NUM >= 0x074d00
+#ifdef HAVE_CURL_BLOBS
 /*
  * auth_http_trusted_certificate and _certificate: bytes from the
  * parent.  libcurl copies the blobs: a reload may free the config

@@ -1,8 +1,36 @@
 /*
+ * Copyright (c) 2025 The imaprelayd authors
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
  * imsg: typed messages over a stream socket between the processes of
  * a privilege separated daemon, with at most one file descriptor per
  * message.  Implements the OpenBSD libutil API (7.7+ "imsgbuf"
  * generation); only built where the system does not have it.
+ */
+
+/*
+ * Why this is not OpenBSD's own file with its $OpenBSD$ tag: the
+ * project writes its code itself and takes nothing verbatim from
+ * other trees (README, "Layout").  What must stay identical is kept
+ * identical and tested: the API (the 7.7+ imsgbuf generation and the
+ * 7.8 additions, so src/ compiles unchanged against OpenBSD's libutil,
+ * where this file is not built) and the wire format (struct imsg_hdr,
+ * the length with its fd bit), which regress/unit/test_imsg.c and
+ * regress/fuzz/fuzz_imsg.c check.  A fix made upstream is carried over
+ * by reading its diff against the API's behaviour, not by patching.
  */
 
 #ifndef __OpenBSD__
