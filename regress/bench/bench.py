@@ -344,6 +344,50 @@ def machine_info(backend, nginx):
     }
 
 
+def fork_floor(tmp, count=1000):
+    """The CPU time of a bare fork+_exit on this machine, built without
+    libraries and with imaprelayd's (as the template maps them): what a
+    connection-mode login cannot cost less than.  None if no compiler."""
+    src = os.path.join(HERE, "forkfloor.c")
+    # make bench passes the daemon's link line
+    libs = os.environ.get("FORKFLOOR_LDLIBS", "").split()
+    cc = os.environ.get("CC", "cc")
+    out = {}
+    builds = [("bare", [])]
+    if libs:
+        builds.append(("linked", ["-Wl,-z,now", "-Wl,--no-as-needed"] +
+                       libs))
+    for name, extra in builds:
+        exe = os.path.join(tmp, "forkfloor-" + name)
+        try:
+            subprocess.run([cc, "-O2", "-o", exe, src] + extra, check=True,
+                           capture_output=True)
+            r = subprocess.run([exe, str(count)], check=True,
+                               capture_output=True, text=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            log("fork floor (%s) not measured: %s" % (name, e))
+            return None
+        usec, maps = r.stdout.split()
+        out[name] = {"ms": float(usec) / 1000, "mappings": int(maps)}
+    return out
+
+
+def fork_floor_text(ff):
+    if ff is None:
+        return "Fork floor: not measured (no C compiler)."
+    if "linked" not in ff:
+        return ("Fork floor on this machine (regress/bench/forkfloor.c): "
+                "%.2f ms CPU per bare fork+_exit (%d mappings)." % (
+                    ff["bare"]["ms"], ff["bare"]["mappings"]))
+    return ("Fork floor on this machine (regress/bench/forkfloor.c, 1000 "
+            "forks whose child calls _exit at once, CPU of parent and "
+            "child): %.2f ms bare (%d mappings), %.2f ms linked with "
+            "imaprelayd's libraries (%d mappings, as the template).  No "
+            "connection-mode login costs less than that." % (
+                ff["bare"]["ms"], ff["bare"]["mappings"],
+                ff["linked"]["ms"], ff["linked"]["mappings"]))
+
+
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -483,6 +527,7 @@ def report(results, info, args):
         % (args.sessions, args.tls_sessions, CONCURRENCY, args.procs,
            args.idle, args.greet, args.message_mib, args.repeat,
            args.workers),
+        "", fork_floor_text(info.get("fork_floor")),
         "", table(results), ""] + (["Errors: " + "; ".join(bad), ""]
                                    if bad else []))
 
@@ -597,6 +642,7 @@ def run(args, stack):
     todo, nginx = make_targets(args, tmp, base, auth_url,
                                dovecot.all_users())
     info = machine_info(base, nginx)
+    info["fork_floor"] = fork_floor(tmp)
     results = []
     for t, what in todo:
         # what the target makes the others spend: the backend and the
