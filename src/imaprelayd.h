@@ -204,6 +204,7 @@ struct server_conf {
 	int				 tls_npairs;
 	char				 tls_cert_file[TLS_MAX_PAIRS][TLS_PATH_MAX];
 	char				 tls_key_file[TLS_MAX_PAIRS][TLS_PATH_MAX];
+	char				 tls_password_file[TLS_PATH_MAX];
 	uint32_t			 tls_protocols;	/* TLS_PROTOCOL_* */
 	char				 tls_ciphers[TLS_CIPHERS_MAX];
 	int				 tls_prefer_server_ciphers;

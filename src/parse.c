@@ -168,6 +168,9 @@ struct directive {
 static int	set_user(struct parser *, const struct directive *, void *,
 		    int, char **);
 static int	pair_check(struct parser *, struct psrv *, int);
+static int	key_decrypt(struct parser *, struct psrv *, int);
+static int	key_try(struct tls_pem *, const char *, size_t);
+static char	*read_passwords(struct parser *, struct psrv *, size_t *);
 static int	set_error_log(struct parser *, const struct directive *, void *,
 		    int, char **);
 static const char *split_hostport(const char *, char *, size_t, char *,
@@ -212,8 +215,6 @@ static int	deny_tls(struct parser *, const struct directive *, void *,
 		    int, char **);
 static int	deny_crl(struct parser *, const struct directive *, void *,
 		    int, char **);
-static int	deny_encrypted(struct parser *, const struct directive *,
-		    void *, int, char **);
 static int	deny_later(struct parser *, const struct directive *, void *,
 		    int, char **);
 static void	merge_headers(const struct directive *, struct psrv *,
@@ -414,8 +415,8 @@ static const struct directive directives[] = {
 	{ "ssl_trusted_certificate", C_MS, 1, 1, 0,
 	    SRV(S_PATH, ccert_trusted_file) },
 	{ "ssl_crl",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_crl) },
-	{ "ssl_password_file",	C_ANY,	0, -1,	D_REFUSE,
-	    SPECIAL(deny_encrypted) },
+	{ "ssl_password_file",	C_MS,	1, 1,	0,
+	    SRV(S_PATH, tls_password_file) },
 	/* TLS to the backend */
 	{ "proxy_ssl",		C_MS,	1, 1,	0,
 	    SRV(S_ENUM, proxy_ssl), .vals = ptls_modes },
@@ -2315,15 +2316,6 @@ deny_crl(struct parser *p, const struct directive *d, void *base,
 }
 
 static int
-deny_encrypted(struct parser *p, const struct directive *d, void *base,
-    int argc, char **argv)
-{
-	perr(p, "\"%s\" is not supported: keys must not be encrypted",
-	    argv[0]);
-	return (-1);
-}
-
-static int
 deny_later(struct parser *p, const struct directive *d, void *base,
     int argc, char **argv)
 {
@@ -2497,9 +2489,149 @@ tls_finish(struct parser *p, struct psrv *ps)
 	srv->tls_npairs = ncert;
 	for (i = 0; i < srv->tls_npairs; i++)
 		if (read_pem(p, ps, i, 0) == -1 ||
-		    read_pem(p, ps, i, 1) == -1 || pair_check(p, ps, i) == -1)
+		    read_pem(p, ps, i, 1) == -1 ||
+		    key_decrypt(p, ps, i) == -1 || pair_check(p, ps, i) == -1)
 			return (-1);
 	return (ccert_finish(p, ps));
+}
+
+/* PEM_read_bio_PrivateKey's password: one line of ssl_password_file */
+struct key_pass {
+	const char	*pw;
+	size_t		 len;
+};
+
+static int
+pem_pass(char *buf, int size, int rwflag, void *u)
+{
+	struct key_pass	*kp = u;
+
+	if (kp == NULL || kp->len > (size_t)size)
+		return (0);
+	memcpy(buf, kp->pw, kp->len);
+	return ((int)kp->len);
+}
+
+/*
+ * The key opened with one password; on success the PEM bytes become
+ * the key unencrypted (PKCS#8), the encrypted bytes wiped.  BIO_s_secmem
+ * clears its buffer when freed, so no decrypted copy is left behind.
+ */
+static int
+key_try(struct tls_pem *pem, const char *pw, size_t len)
+{
+	struct key_pass	 kp = { pw, len };
+	BIO		*in, *out = NULL;
+	EVP_PKEY	*k;
+	BUF_MEM		*bm;
+	uint8_t		*data;
+	int		 rv = -1;
+
+	if ((in = BIO_new_mem_buf(pem->data, (int)pem->len)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	k = PEM_read_bio_PrivateKey(in, NULL, pem_pass, pw ? &kp : NULL);
+	BIO_free(in);
+	ERR_clear_error();
+	if (k == NULL)
+		return (-1);
+	if ((out = BIO_new(BIO_s_secmem())) == NULL)
+		fatalx("%s: out of memory", __func__);
+	if (PEM_write_bio_PKCS8PrivateKey(out, k, NULL, NULL, 0, NULL,
+	    NULL) == 1 && BIO_get_mem_ptr(out, &bm) == 1 && bm->length > 0) {
+		if ((data = calloc(1, bm->length + 1)) == NULL)
+			fatal(__func__);
+		memcpy(data, bm->data, bm->length);
+		freezero(pem->data, pem->len + 1);
+		pem->data = data;
+		pem->len = pem->got = bm->length;
+		rv = 0;
+	}
+	BIO_free(out);
+	EVP_PKEY_free(k);
+	ERR_clear_error();
+	return (rv);
+}
+
+/* the whole ssl_password_file, NUL-terminated; NULL (logged) if not */
+static char *
+read_passwords(struct parser *p, struct psrv *ps, size_t *lenp)
+{
+	const char	*path = ps->srv->tls_password_file;
+	struct stat	 st;
+	char		*buf;
+	ssize_t		 n;
+	size_t		 got = 0;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		log_warnx("%s:%d: cannot read \"%s\": %s", ps->file, ps->line,
+		    path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return (NULL);
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > TLS_PEM_MAX) {
+		log_warnx("%s:%d: \"%s\": not a file of a sane size",
+		    ps->file, ps->line, path);
+		close(fd);
+		return (NULL);
+	}
+	if ((buf = calloc(1, st.st_size + 1)) == NULL)
+		fatal(__func__);
+	while (got < (size_t)st.st_size) {
+		if ((n = read(fd, buf + got, st.st_size - got)) <= 0) {
+			log_warnx("%s:%d: cannot read \"%s\": %s", ps->file,
+			    ps->line, path, n == 0 ? "file shrank" :
+			    strerror(errno));
+			freezero(buf, st.st_size + 1);
+			close(fd);
+			return (NULL);
+		}
+		got += n;
+	}
+	close(fd);
+	*lenp = st.st_size + 1;
+	return (buf);
+}
+
+/*
+ * ssl_password_file, as nginx: each line of the file is a password,
+ * tried in turn; a key that needs none is taken as it is.  The parent
+ * decrypts, the key goes on decrypted and in memory only, and the
+ * passwords are wiped.  No password that fits stops the start.
+ */
+static int
+key_decrypt(struct parser *p, struct psrv *ps, int pair)
+{
+	struct server_conf	*srv = ps->srv;
+	struct tls_pem		*kp;
+	char			*buf, *line, *next;
+	size_t			 size, len;
+	int			 rv = -1;
+
+	if (srv->tls_password_file[0] == '\0' ||
+	    (kp = config_pem(p->conf, srv->id, pair, 1)) == NULL ||
+	    kp->len > INT_MAX)
+		return (0);
+	if (key_try(kp, NULL, 0) == 0)
+		return (0);
+	if ((buf = read_passwords(p, ps, &size)) == NULL)
+		return (-1);
+	for (line = buf; rv == -1 && line != NULL && *line != '\0';
+	    line = next) {
+		len = strcspn(line, "\r\n");
+		next = line[len] != '\0' ? line + len + 1 : NULL;
+		/* CRLF and blank lines are no passwords */
+		if (len > 0)
+			rv = key_try(kp, line, len);
+	}
+	freezero(buf, size);
+	if (rv == -1)
+		log_warnx("%s:%d: cannot load certificate key \"%s\": no "
+		    "password in \"%s\" decrypts it", ps->file, ps->line,
+		    srv->tls_key_file[pair], srv->tls_password_file);
+	return (rv);
 }
 
 static int

@@ -671,8 +671,8 @@ test_refused(void)
 	    2, "\"ssl_protocols\" leaves no protocol libtls can offer");
 	refused("a refusal in an imap server is held to its line",
 	    "mail {\n" AUTH "  server {\n    listen 10143;\n"
-	    "    ssl_password_file /x;\n    protocol imap;\n  }\n}\n",
-	    5, "\"ssl_password_file\" is not supported");
+	    "    ssl_conf_command Foo bar;\n    protocol imap;\n  }\n}\n",
+	    5, "TLS \"ssl_conf_command\" is not supported yet");
 	refused("duplicate mail block",
 	    "mail {\n" AUTH SERVER "}\nmail {\n}\n",
 	    5, "\"mail\" directive is duplicate");
@@ -719,9 +719,10 @@ test_refused(void)
 	refused("proxy_ssl duplicate", "mail {\n  proxy_ssl_verify on;\n"
 	    "  proxy_ssl_verify off;\n}\n", 3,
 	    "\"proxy_ssl_verify\" directive is duplicate");
-	refused("ssl_password_file",
-	    "mail {\n  ssl_password_file /etc/ssl/pass;\n}\n",
-	    2, "\"ssl_password_file\" is not supported");
+	refused("ssl_password_file takes one file",
+	    "mail {\n  ssl_password_file /etc/ssl/pass /x;\n}\n",
+	    2, "invalid number of arguments in \"ssl_password_file\" "
+	    "directive");
 	refused("starttls bad value", "mail {\n  starttls yes;\n}\n",
 	    2, "invalid value \"yes\" in \"starttls\" directive");
 	refused("starttls without certificate",
