@@ -108,6 +108,9 @@ ccert_load(X509_STORE *store, struct config *conf, uint32_t id,
 		if (xi->x509 != NULL && X509_STORE_add_cert(store,
 		    xi->x509) == 1)
 			n++;
+		if (xi->crl != NULL && X509_STORE_add_crl(store,
+		    xi->crl) == 1)
+			n++;
 	}
 	sk_X509_INFO_pop_free(infos, X509_INFO_free);
 	if (n == 0) {
@@ -135,10 +138,16 @@ ccert_config(struct tls_config *tc, struct config *conf,
 	if (ccert_load(store, conf, sc->id, CCERT_PAIR_CA,
 	    sc->ccert_ca_file) == -1 ||
 	    ccert_load(store, conf, sc->id, CCERT_PAIR_TRUSTED,
-	    sc->ccert_trusted_file) == -1) {
+	    sc->ccert_trusted_file) == -1 ||
+	    ccert_load(store, conf, sc->id, CCERT_PAIR_CRL,
+	    sc->ccert_crl_file) == -1) {
 		X509_STORE_free(store);
 		return (-1);
 	}
+	/* ssl_crl, as nginx: every certificate of the chain is checked */
+	if (sc->ccert_crl_file[0] != '\0')
+		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK |
+		    X509_V_FLAG_CRL_CHECK_ALL);
 	/* ask for a certificate, take any: the verdict is ours, later */
 	tls_config_verify_client_optional(tc);
 	tls_config_insecure_noverifycert(tc);

@@ -484,6 +484,7 @@ recv_server(struct config *conf, struct imsg *imsg)
 	}
 	TERMINATE(srv->ccert_ca_file);
 	TERMINATE(srv->ccert_trusted_file);
+	TERMINATE(srv->ccert_crl_file);
 	log_dest_sane(&srv->error_log);
 	/* nonsense from the parent: no TLS rather than an overrun */
 	if (srv->tls_npairs < 0 || srv->tls_npairs > TLS_MAX_PAIRS)
@@ -550,7 +551,7 @@ recv_pem(struct config *conf, struct imsg *imsg)
 	}
 	if (config_server_byid(conf, hdr.server_id) == NULL ||
 	    (atls ? key && hdr.pair != ATLS_PEM_CLIENT :
-	    ((hdr.pair > CCERT_PAIR_TRUSTED && hdr.pair != PTLS_PEM_CLIENT &&
+	    ((hdr.pair > CCERT_PAIR_CRL && hdr.pair != PTLS_PEM_CLIENT &&
 	    hdr.pair != PTLS_PEM_CA) || (key && hdr.pair >= TLS_MAX_PAIRS &&
 	    hdr.pair != PTLS_PEM_CLIENT))) ||
 	    hdr.total > TLS_PEM_MAX ||

@@ -71,6 +71,7 @@
 #define CCERT_VERIFY_NO_CA	3	/* optional_no_ca */
 #define CCERT_PAIR_CA		TLS_MAX_PAIRS		/* client_certificate */
 #define CCERT_PAIR_TRUSTED	(TLS_MAX_PAIRS + 1)	/* trusted_certificate */
+#define CCERT_PAIR_CRL		(TLS_MAX_PAIRS + 2)	/* ssl_crl */
 #define CCERT_FIELD_MAX		4096	/* subject or issuer, as text */
 
 enum starttls_mode {
@@ -218,6 +219,7 @@ struct server_conf {
 	int				 ccert_pass_cert; /* Auth-SSL-Cert */
 	char				 ccert_ca_file[TLS_PATH_MAX];
 	char				 ccert_trusted_file[TLS_PATH_MAX];
+	char				 ccert_crl_file[TLS_PATH_MAX];
 	/* TLS to the backend (ptls.c); PEM bytes as tls_pem, PTLS_PEM_* */
 	int				 proxy_ssl;	/* enum ptls_mode */
 	int				 proxy_ssl_verify;	/* on */

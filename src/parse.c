@@ -213,8 +213,6 @@ static int	set_host_name(struct parser *, const struct directive *,
 		    void *, int, char **);
 static int	deny_tls(struct parser *, const struct directive *, void *,
 		    int, char **);
-static int	deny_crl(struct parser *, const struct directive *, void *,
-		    int, char **);
 static int	deny_later(struct parser *, const struct directive *, void *,
 		    int, char **);
 static void	merge_headers(const struct directive *, struct psrv *,
@@ -223,6 +221,7 @@ static void	merge_headers(const struct directive *, struct psrv *,
 static int	tls_finish(struct parser *, struct psrv *);
 static int	ccert_finish(struct parser *, struct psrv *);
 static int	ccert_check(struct psrv *);
+static int	crl_check(struct parser *, struct psrv *);
 static int	atls_finish(struct parser *, struct psrv *);
 static int	ptls_finish(struct parser *, struct psrv *);
 static int	sni_shared(struct config *, struct listen_conf *,
@@ -414,7 +413,8 @@ static const struct directive directives[] = {
 	    SRV(S_PATH, ccert_ca_file) },
 	{ "ssl_trusted_certificate", C_MS, 1, 1, 0,
 	    SRV(S_PATH, ccert_trusted_file) },
-	{ "ssl_crl",		C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_crl) },
+	{ "ssl_crl",		C_MS,	1, 1,	0,
+	    SRV(S_PATH, ccert_crl_file) },
 	{ "ssl_password_file",	C_MS,	1, 1,	0,
 	    SRV(S_PATH, tls_password_file) },
 	/* TLS to the backend */
@@ -2307,15 +2307,6 @@ deny_tls(struct parser *p, const struct directive *d, void *base,
 }
 
 static int
-deny_crl(struct parser *p, const struct directive *d, void *base,
-    int argc, char **argv)
-{
-	perr(p, "TLS with client certificates is not supported yet "
-	    "(\"%s\")", argv[0]);
-	return (-1);
-}
-
-static int
 deny_later(struct parser *p, const struct directive *d, void *base,
     int argc, char **argv)
 {
@@ -2378,6 +2369,8 @@ pem_path(struct server_conf *srv, int pair, int key)
 		return (srv->ccert_ca_file);
 	case CCERT_PAIR_TRUSTED:
 		return (srv->ccert_trusted_file);
+	case CCERT_PAIR_CRL:
+		return (srv->ccert_crl_file);
 	default:
 		return (key ? srv->tls_key_file[pair] :
 		    srv->tls_cert_file[pair]);
@@ -2693,6 +2686,39 @@ ccert_finish(struct parser *p, struct psrv *ps)
 	if (srv->ccert_trusted_file[0] != '\0' &&
 	    read_pem(p, ps, CCERT_PAIR_TRUSTED, 0) == -1)
 		return (-1);
+	if (srv->ccert_crl_file[0] != '\0' &&
+	    (read_pem(p, ps, CCERT_PAIR_CRL, 0) == -1 ||
+	    crl_check(p, ps) == -1))
+		return (-1);
+	return (0);
+}
+
+/* ssl_crl: a file with no CRL in it fails here, as nginx's load does */
+static int
+crl_check(struct parser *p, struct psrv *ps)
+{
+	struct tls_pem		*pem;
+	STACK_OF(X509_INFO)	*infos;
+	BIO			*bio;
+	int			 i, n = 0;
+
+	if ((pem = config_pem(p->conf, ps->srv->id, CCERT_PAIR_CRL, 0)) ==
+	    NULL || pem->len > INT_MAX)
+		return (-1);
+	if ((bio = BIO_new_mem_buf(pem->data, (int)pem->len)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	ERR_clear_error();
+	for (i = 0; infos != NULL && i < sk_X509_INFO_num(infos); i++)
+		if (sk_X509_INFO_value(infos, i)->crl != NULL)
+			n++;
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	if (n == 0) {
+		log_warnx("%s:%d: no certificate revocation list in \"%s\"",
+		    ps->file, ps->line, ps->srv->ccert_crl_file);
+		return (-1);
+	}
 	return (0);
 }
 

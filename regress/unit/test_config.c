@@ -711,9 +711,9 @@ test_refused(void)
 	refused("ssl_verify_client bad value",
 	    "mail {\n  ssl_verify_client maybe;\n}\n",
 	    2, "invalid value \"maybe\" in \"ssl_verify_client\" directive");
-	refused("ssl_crl", "mail {\n  ssl_crl /etc/ssl/crl.pem;\n}\n",
-	    2, "TLS with client certificates is not supported yet "
-	    "(\"ssl_crl\")");
+	refused("ssl_crl takes one file",
+	    "mail {\n  ssl_crl /etc/ssl/crl.pem /x;\n}\n",
+	    2, "invalid number of arguments in \"ssl_crl\" directive");
 	refused("proxy_ssl value", "mail {\n  proxy_ssl maybe;\n}\n",
 	    2, "invalid value \"maybe\" in \"proxy_ssl\" directive");
 	refused("proxy_ssl duplicate", "mail {\n  proxy_ssl_verify on;\n"
