@@ -552,8 +552,10 @@ recv_pem(struct config *conf, struct imsg *imsg)
 	if (config_server_byid(conf, hdr.server_id) == NULL ||
 	    (atls ? key && hdr.pair != ATLS_PEM_CLIENT :
 	    ((hdr.pair > CCERT_PAIR_CRL && hdr.pair != PTLS_PEM_CLIENT &&
-	    hdr.pair != PTLS_PEM_CA) || (key && hdr.pair >= TLS_MAX_PAIRS &&
-	    hdr.pair != PTLS_PEM_CLIENT))) ||
+	    hdr.pair != PTLS_PEM_CA && (hdr.pair < TICKET_PEM ||
+	    hdr.pair >= TICKET_PEM + TICKET_FILES_MAX)) ||
+	    (key && hdr.pair >= TLS_MAX_PAIRS && hdr.pair != PTLS_PEM_CLIENT &&
+	    hdr.pair < TICKET_PEM))) ||
 	    hdr.total > TLS_PEM_MAX ||
 	    hdr.offset > hdr.total || n > hdr.total - hdr.offset)
 		fatalx("%s: bad piece", __func__);

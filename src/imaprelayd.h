@@ -72,6 +72,9 @@
 #define CCERT_PAIR_CA		TLS_MAX_PAIRS		/* client_certificate */
 #define CCERT_PAIR_TRUSTED	(TLS_MAX_PAIRS + 1)	/* trusted_certificate */
 #define CCERT_PAIR_CRL		(TLS_MAX_PAIRS + 2)	/* ssl_crl */
+/* ssl_session_ticket_key files, as tls_pem keys: TICKET_PEM + i */
+#define TICKET_FILES_MAX	4
+#define TICKET_PEM		0x300
 #define CCERT_FIELD_MAX		4096	/* subject or issuer, as text */
 
 enum starttls_mode {
@@ -213,6 +216,7 @@ struct server_conf {
 	char				 tls_dhparams[16];	/* libtls keyword */
 	unsigned int			 tls_session_timeout;	/* seconds */
 	int				 tls_session_tickets;
+	char				 tls_ticket_file[TICKET_FILES_MAX][TLS_PATH_MAX];
 	/* client certificates (ccert_ in tls.c) */
 	int				 ccert_verify;	/* CCERT_VERIFY_* */
 	int				 ccert_depth;	/* ssl_verify_depth */

@@ -222,6 +222,7 @@ static int	tls_finish(struct parser *, struct psrv *);
 static int	ccert_finish(struct parser *, struct psrv *);
 static int	ccert_check(struct psrv *);
 static int	crl_check(struct parser *, struct psrv *);
+static int	ticket_files(struct parser *, struct psrv *);
 static int	atls_finish(struct parser *, struct psrv *);
 static int	ptls_finish(struct parser *, struct psrv *);
 static int	sni_shared(struct config *, struct listen_conf *,
@@ -403,6 +404,8 @@ static const struct directive directives[] = {
 	    SRV(S_SPECIAL, tls_session_timeout), .set = set_session_timeout },
 	{ "ssl_session_tickets", C_MS,	1, 1,	0,
 	    SRV(S_FLAG, tls_session_tickets) },
+	{ "ssl_session_ticket_key", C_MS, 1, 1,	D_MULTI,
+	    SRV(S_PATHS, tls_ticket_file) },
 	/* accepted and ignored: libtls resumes with tickets only */
 	{ "ssl_session_cache",	C_MS,	1, -1,	0, NONE },
 	{ "ssl_verify_client",	C_MS,	1, 1,	0,
@@ -2372,6 +2375,8 @@ pem_path(struct server_conf *srv, int pair, int key)
 	case CCERT_PAIR_CRL:
 		return (srv->ccert_crl_file);
 	default:
+		if (pair >= TICKET_PEM)
+			return (srv->tls_ticket_file[pair - TICKET_PEM]);
 		return (key ? srv->tls_key_file[pair] :
 		    srv->tls_cert_file[pair]);
 	}
@@ -2485,6 +2490,8 @@ tls_finish(struct parser *p, struct psrv *ps)
 		    read_pem(p, ps, i, 1) == -1 ||
 		    key_decrypt(p, ps, i) == -1 || pair_check(p, ps, i) == -1)
 			return (-1);
+	if (ticket_files(p, ps) == -1)
+		return (-1);
 	return (ccert_finish(p, ps));
 }
 
@@ -2690,6 +2697,31 @@ ccert_finish(struct parser *p, struct psrv *ps)
 	    (read_pem(p, ps, CCERT_PAIR_CRL, 0) == -1 ||
 	    crl_check(p, ps) == -1))
 		return (-1);
+	return (0);
+}
+
+/*
+ * ssl_session_ticket_key, as nginx: 48 or 80 bytes of a name, an AES
+ * and an HMAC key; the workers get them with the server's keys.
+ */
+static int
+ticket_files(struct parser *p, struct psrv *ps)
+{
+	struct server_conf	*srv = ps->srv;
+	struct tls_pem		*pem;
+	int			 i, n;
+
+	n = npaths(srv->tls_ticket_file[0], sizeof(srv->tls_ticket_file));
+	for (i = 0; i < n; i++) {
+		if (read_pem(p, ps, TICKET_PEM + i, 1) == -1)
+			return (-1);
+		pem = config_pem(p->conf, srv->id, TICKET_PEM + i, 1);
+		if (pem == NULL || (pem->len != 48 && pem->len != 80)) {
+			log_warnx("%s:%d: \"%s\" must be 48 or 80 bytes",
+			    ps->file, ps->line, srv->tls_ticket_file[i]);
+			return (-1);
+		}
+	}
 	return (0);
 }
 

@@ -68,7 +68,10 @@ static void	ctls_alert(struct session *, unsigned char);
 static void	ctls_hello_free(struct session *);
 static ssize_t	ctls_cb_read(struct tls *, void *, size_t, void *);
 static ssize_t	ctls_cb_write(struct tls *, const void *, size_t, void *);
-static int	ticket_config(struct tls_config *, struct server_conf *);
+static int	ticket_config(struct tls_config *, struct config *,
+		    struct server_conf *);
+static struct ticket_file_set *ticket_files_load(struct config *,
+		    struct server_conf *);
 static void	ticket_keep(struct tls_config *);
 
 /*
@@ -83,6 +86,30 @@ static struct ticket_key	 ticket_keys[TICKET_KEYS_MAX];
 static int			 ticket_nkeys;
 static struct tls_config	**ticket_cfgs;
 static size_t			 ticket_ncfgs;
+
+/*
+ * ssl_session_ticket_key: keys from files, as nginx uses them, so that
+ * tickets outlive a restart and work with nginx's.  libtls cannot take
+ * them (it names its keys at random), so the ticket callback libtls
+ * sets is replaced by ticket_cb_file() on the contexts of a server
+ * with files: the first key encrypts, every one decrypts.  Each
+ * context is remembered with its server's keys (ticket_ctxs).
+ */
+struct ticket_file_key {
+	unsigned char	 name[16];
+	unsigned char	 aes[32];
+	unsigned char	 hmac[32];
+	size_t		 size;		/* 48 or 80: AES-128 or AES-256 */
+};
+struct ticket_file_set {
+	uint32_t		 server_id;
+	int			 nkeys;
+	struct ticket_file_key	 keys[TICKET_FILES_MAX];
+};
+static struct ticket_file_set	**ticket_sets;
+static size_t			 ticket_nsets;
+/* the set of the server tls_configure() is building, for the callback */
+static struct ticket_file_set	*ticket_set_building;
 
 /*
  * Key types.  libtls picks a further pair only by the name a client
@@ -347,7 +374,7 @@ ctls_config(struct config *conf, struct server_conf *sc, int prefer)
 		goto fail;
 	/* resumption is by tickets, whose keys come from the parent */
 	what = "ssl_session_timeout";
-	if (ticket_config(tc, sc) == -1)
+	if (ticket_config(tc, conf, sc) == -1)
 		goto fail;
 	/* ALPACA: a client that says which protocol it speaks says imap */
 	what = "alpn";
@@ -376,13 +403,17 @@ ctls_context(struct config *conf, struct server_conf *sc, int prefer)
 {
 	struct tls_config	*tc;
 	struct tls		*ctx;
-	int			 first;
+	int			 first, r;
 
 	if ((tc = ctls_config(conf, sc, prefer)) == NULL)
 		return (NULL);
 	if ((ctx = tls_server()) == NULL)
 		fatal("tls_server");
-	if (tls_configure(ctx, tc) == -1) {
+	ticket_set_building = sc->tls_session_tickets ?
+	    ticket_files_load(conf, sc) : NULL;
+	r = tls_configure(ctx, tc);
+	ticket_set_building = NULL;
+	if (r == -1) {
 		if ((first = ctls_first(conf, sc, prefer)) == -1)
 			first = 0;
 		log_warnx("server %s, certificate \"%s\": %s",
@@ -456,14 +487,27 @@ ctls_server_free(struct tls *ctx)
  * Without keys from the parent (its own check) anything will do.
  */
 static int
-ticket_config(struct tls_config *tc, struct server_conf *sc)
+ticket_config(struct tls_config *tc, struct config *conf,
+    struct server_conf *sc)
 {
 	struct ticket_key	*tk;
+	struct tls_pem		*cert;
 	unsigned char		 sid[TLS_MAX_SESSION_ID_LENGTH];
+	unsigned char		 md[EVP_MAX_MD_SIZE];
+	unsigned int		 mdlen;
 	uint32_t		 id = sc->id;
 	int			 i;
 
-	if (ticket_nkeys > 0)
+	/*
+	 * With key files a ticket outlives this start: the context is
+	 * the server's first certificate then, as stable as the keys.
+	 */
+	if (sc->tls_ticket_file[0][0] != '\0' &&
+	    (cert = config_pem(conf, sc->id, 0, 0)) != NULL &&
+	    EVP_Digest(cert->data, cert->len, md, &mdlen, EVP_sha256(),
+	    NULL) == 1 && mdlen >= sizeof(sid))
+		memcpy(sid, md, sizeof(sid));
+	else if (ticket_nkeys > 0)
 		memcpy(sid, ticket_keys[0].sid, sizeof(sid));
 	else
 		arc4random_buf(sid, sizeof(sid));
@@ -483,6 +527,48 @@ ticket_config(struct tls_config *tc, struct server_conf *sc)
 			return (-1);
 	}
 	return (0);
+}
+
+/* a server's ssl_session_ticket_key files, laid out as nginx does */
+static struct ticket_file_set *
+ticket_files_load(struct config *conf, struct server_conf *sc)
+{
+	struct ticket_file_set	*set;
+	struct ticket_file_key	*k;
+	struct tls_pem		*pem;
+	size_t			 i;
+	int			 n;
+
+	for (i = 0; i < ticket_nsets; i++)
+		if (ticket_sets[i]->server_id == sc->id)
+			return (ticket_sets[i]);
+	if ((set = calloc(1, sizeof(*set))) == NULL)
+		fatal(__func__);
+	set->server_id = sc->id;
+	for (n = 0; n < TICKET_FILES_MAX; n++) {
+		if ((pem = config_pem(conf, sc->id, TICKET_PEM + n, 1)) ==
+		    NULL || (pem->len != 48 && pem->len != 80))
+			break;
+		k = &set->keys[set->nkeys++];
+		k->size = pem->len;
+		memcpy(k->name, pem->data, 16);
+		if (k->size == 48) {
+			memcpy(k->aes, pem->data + 16, 16);
+			memcpy(k->hmac, pem->data + 32, 16);
+		} else {
+			memcpy(k->hmac, pem->data + 16, 32);
+			memcpy(k->aes, pem->data + 48, 32);
+		}
+	}
+	if (set->nkeys == 0) {
+		free(set);
+		return (NULL);
+	}
+	if ((ticket_sets = reallocarray(ticket_sets, ticket_nsets + 1,
+	    sizeof(*ticket_sets))) == NULL)
+		fatal(__func__);
+	ticket_sets[ticket_nsets++] = set;
+	return (set);
 }
 
 static void
@@ -901,6 +987,8 @@ ctls_info(struct session *s, char *proto, size_t plen, char *cipher,
 #include <openssl/opensslv.h>
 
 #ifndef LIBRESSL_VERSION_NUMBER
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 typedef int	(*ticket_cb_t)(SSL *, unsigned char *, unsigned char *,
@@ -908,6 +996,103 @@ typedef int	(*ticket_cb_t)(SSL *, unsigned char *, unsigned char *,
 typedef long	(*callback_ctrl_t)(SSL_CTX *, int, void (*)(void));
 
 static ticket_cb_t	 ticket_cb_libtls;
+
+/* the SSL_CTXs of servers with ssl_session_ticket_key, and their keys */
+struct ticket_ctx {
+	SSL_CTX			*ctx;
+	struct ticket_file_set	*set;
+};
+static struct ticket_ctx	*ticket_ctxs;
+static size_t			 ticket_nctxs;
+
+typedef SSL_CTX	*(*get_ctx_t)(const SSL *);
+
+/* the context of a connection (libssl is libtls's, not linked here) */
+static struct ticket_file_set *
+ticket_ctx_set(SSL *ssl)
+{
+	static get_ctx_t	 get_ctx;
+	SSL_CTX			*ctx;
+	size_t			 i;
+
+	if (get_ctx == NULL && (get_ctx = (get_ctx_t)dlsym(RTLD_NEXT,
+	    "SSL_get_SSL_CTX")) == NULL)
+		return (NULL);
+	ctx = get_ctx(ssl);
+	for (i = 0; i < ticket_nctxs; i++)
+		if (ticket_ctxs[i].ctx == ctx)
+			return (ticket_ctxs[i].set);
+	return (NULL);
+}
+
+static void
+ticket_ctx_add(SSL_CTX *ctx, struct ticket_file_set *set)
+{
+	struct ticket_ctx	*t;
+	size_t			 i;
+
+	for (i = 0; i < ticket_nctxs; i++)
+		if (ticket_ctxs[i].ctx == ctx) {
+			/* an address freed and reused */
+			ticket_ctxs[i].set = set;
+			return;
+		}
+	if ((t = reallocarray(ticket_ctxs, ticket_nctxs + 1,
+	    sizeof(*t))) == NULL)
+		fatal(__func__);
+	ticket_ctxs = t;
+	ticket_ctxs[ticket_nctxs].ctx = ctx;
+	ticket_ctxs[ticket_nctxs++].set = set;
+}
+
+/*
+ * nginx's ticket callback (ngx_ssl_ticket_key_callback): AES-CBC and
+ * HMAC-SHA256 with the file's keys; 1: a ticket made or taken, 2:
+ * taken under an older key (a new one is sent), 0: not ours.
+ */
+static int
+ticket_cb_file(SSL *ssl, unsigned char *name, unsigned char *iv,
+    EVP_CIPHER_CTX *cctx, HMAC_CTX *hctx, int enc)
+{
+	struct ticket_file_set	*set;
+	struct ticket_file_key	*k;
+	const EVP_CIPHER	*cipher;
+	int			 i, hmaclen;
+
+	if ((set = ticket_ctx_set(ssl)) == NULL)
+		return (-1);
+	hmaclen = set->keys[0].size == 48 ? 16 : 32;
+/*
+ * OpenSSL 3 deprecates HMAC_Init_ex, but the callback libtls sets, the
+ * one that replaces it here, is handed an HMAC_CTX.
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+	if (enc) {
+		k = &set->keys[0];
+		cipher = k->size == 48 ? EVP_aes_128_cbc() : EVP_aes_256_cbc();
+		if (RAND_bytes(iv, EVP_CIPHER_iv_length(cipher)) != 1 ||
+		    EVP_EncryptInit_ex(cctx, cipher, NULL, k->aes, iv) != 1 ||
+		    HMAC_Init_ex(hctx, k->hmac, hmaclen, EVP_sha256(),
+		    NULL) != 1)
+			return (-1);
+		memcpy(name, k->name, sizeof(k->name));
+		return (1);
+	}
+	for (i = 0; i < set->nkeys; i++)
+		if (memcmp(name, set->keys[i].name, 16) == 0)
+			break;
+	if (i == set->nkeys)
+		return (0);
+	k = &set->keys[i];
+	cipher = k->size == 48 ? EVP_aes_128_cbc() : EVP_aes_256_cbc();
+	hmaclen = k->size == 48 ? 16 : 32;
+	if (HMAC_Init_ex(hctx, k->hmac, hmaclen, EVP_sha256(), NULL) != 1 ||
+	    EVP_DecryptInit_ex(cctx, cipher, NULL, k->aes, iv) != 1)
+		return (-1);
+	return (i == 0 ? 1 : 2);
+#pragma GCC diagnostic pop
+}
 
 static int
 ticket_cb_fix(SSL *ssl, unsigned char *name, unsigned char *iv,
@@ -929,6 +1114,10 @@ SSL_CTX_callback_ctrl(SSL_CTX *ctx, int cmd, void (*fp)(void))
 	    "SSL_CTX_callback_ctrl")) == NULL)
 		fatalx("SSL_CTX_callback_ctrl: %s", dlerror());
 	if (cmd == SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB && fp != NULL &&
+	    ticket_set_building != NULL) {
+		ticket_ctx_add(ctx, ticket_set_building);
+		fp = (void (*)(void))ticket_cb_file;
+	} else if (cmd == SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB && fp != NULL &&
 	    OpenSSL_version_num() >= 0x10101000L) {
 		ticket_cb_libtls = (ticket_cb_t)fp;
 		fp = (void (*)(void))ticket_cb_fix;
