@@ -1306,12 +1306,8 @@ auth_req_done(struct auth_req *r, CURLcode rc)
 		return;
 	case AUTH_STATUS_OK:
 		auth_fail_count(r, st);
-		memset(&ha, 0, sizeof(ha));
-		if (res.server_len > 0 && res.server_len <= sizeof(res.server)) {
-			ha.n = 1;
-			ha.len[0] = res.server_len;
-			memcpy(&ha.ss[0], &res.server, res.server_len);
-		}
+		/* the Auth-Server answers, tried in turn */
+		ha = r->reply.backends;
 		/* imap_capabilities auto: the first backend seen is probed */
 		if (conf != NULL && ha.n > 0 &&
 		    (srv = config_server_byid(conf, r->hdr.server_id)) != NULL)

@@ -260,6 +260,28 @@ reply_set(struct authhttp_reply *r, char *dst, size_t dstlen, int *isset,
 	return (0);
 }
 
+/*
+ * Auth-Server and Auth-Port may come several times: the backends to
+ * try in turn, in the order given (nginx keeps only the last; no nginx
+ * auth service sends two).
+ */
+static int
+reply_backend(struct authhttp_reply *r, int isport, const char *v,
+    size_t vlen)
+{
+	int	*n = isport ? &r->nports : &r->nservers;
+	int	 isset;
+
+	if (*n >= HOST_ADDRS_MAX)
+		return (reply_error(r, "too many backends in response"));
+	if ((isport ? reply_set(r, r->port[*n], sizeof(r->port[0]), &isset,
+	    v, vlen) : reply_set(r, r->server[*n], sizeof(r->server[0]),
+	    &isset, v, vlen)) == -1)
+		return (-1);
+	(*n)++;
+	return (0);
+}
+
 /* Auth-Proxy-SSL: on, starttls or off; anything else is an error */
 static int
 reply_proxy_ssl(struct authhttp_reply *r, const char *v, size_t vlen)
@@ -330,11 +352,9 @@ authhttp_parse_header(struct authhttp_reply *r, const char *line, size_t len)
 		return (reply_set(r, r->status, sizeof(r->status),
 		    &r->status_set, v, vlen));
 	if (IS("Auth-Server"))
-		return (reply_set(r, r->server, sizeof(r->server),
-		    &r->server_set, v, vlen));
+		return (reply_backend(r, 0, v, vlen));
 	if (IS("Auth-Port"))
-		return (reply_set(r, r->port, sizeof(r->port),
-		    &r->port_set, v, vlen));
+		return (reply_backend(r, 1, v, vlen));
 	if (IS("Auth-User"))
 		return (reply_set(r, r->user, sizeof(r->user),
 		    &r->user_set, v, vlen));
@@ -372,50 +392,77 @@ authhttp_parse_header(struct authhttp_reply *r, const char *line, size_t len)
 	return (0);
 }
 
-/* Auth-Status: OK; the server must be an IP literal, we never resolve */
+/* one Auth-Server with its Auth-Port, an IP literal: we never resolve */
 static int
-finish_ok(struct authhttp_reply *r, int needpass, struct auth_result *res)
+backend_parse(struct authhttp_reply *r, const char *server,
+    const char *portstr, struct sockaddr_storage *ss, socklen_t *sslen)
 {
-	struct sockaddr_in	*sin = (struct sockaddr_in *)&res->server;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)&res->server;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
 	char			 addr[NAME_MAX_LEN];
 	const char		*errstr;
 	size_t			 len;
 	int			 port;
 
-	res->status = AUTH_STATUS_UNAVAILABLE;
-	if (!r->server_set || !r->port_set) {
-		reply_error(r, "did not send server or port");
-		return (AUTH_STATUS_UNAVAILABLE);
-	}
-	port = strtonum(r->port, 1, 65535, &errstr);
-	if (errstr != NULL) {
-		reply_error(r, "invalid Auth-Port in response");
-		return (AUTH_STATUS_UNAVAILABLE);
-	}
-	strlcpy(addr, r->server, sizeof(addr));
+	port = strtonum(portstr, 1, 65535, &errstr);
+	if (errstr != NULL)
+		return (reply_error(r, "invalid Auth-Port in response"));
+	strlcpy(addr, server, sizeof(addr));
 	len = strlen(addr);
 	if (len > 2 && addr[0] == '[' && addr[len - 1] == ']') {
 		addr[len - 1] = '\0';
 		memmove(addr, addr + 1, len - 1);
 	}
-	memset(&res->server, 0, sizeof(res->server));
+	memset(ss, 0, sizeof(*ss));
 	if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons(port);
-		res->server_len = sizeof(*sin);
+		*sslen = sizeof(*sin);
 	} else if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) {
 		sin6->sin6_family = AF_INET6;
 		sin6->sin6_port = htons(port);
-		res->server_len = sizeof(*sin6);
-	} else {
-		reply_error(r, "invalid Auth-Server address in response");
+		*sslen = sizeof(*sin6);
+	} else
+		return (reply_error(r,
+		    "invalid Auth-Server address in response"));
+	return (0);
+}
+
+/*
+ * Auth-Status: OK.  Several Auth-Server headers each take the
+ * Auth-Port of the same rank, or the only Auth-Port if one was given.
+ */
+static int
+finish_ok(struct authhttp_reply *r, int needpass, struct auth_result *res)
+{
+	struct host_addrs	*ha = &r->backends;
+	int			 i;
+
+	res->status = AUTH_STATUS_UNAVAILABLE;
+	memset(ha, 0, sizeof(*ha));
+	if (r->nservers == 0 || r->nports == 0) {
+		reply_error(r, "did not send server or port");
 		return (AUTH_STATUS_UNAVAILABLE);
 	}
+	if (r->nports != 1 && r->nports != r->nservers) {
+		reply_error(r, "Auth-Port count differs from Auth-Server's");
+		return (AUTH_STATUS_UNAVAILABLE);
+	}
+	for (i = 0; i < r->nservers; i++)
+		if (backend_parse(r, r->server[i],
+		    r->port[r->nports == 1 ? 0 : i], &ha->ss[i],
+		    &ha->len[i]) == -1) {
+			memset(ha, 0, sizeof(*ha));
+			return (AUTH_STATUS_UNAVAILABLE);
+		}
+	ha->n = r->nservers;
 	if (needpass && !r->pass_set) {
 		reply_error(r, "did not send password");
+		memset(ha, 0, sizeof(*ha));
 		return (AUTH_STATUS_UNAVAILABLE);
 	}
+	memcpy(&res->server, &ha->ss[0], ha->len[0]);
+	res->server_len = ha->len[0];
 	res->user_set = r->user_set;
 	res->pass_set = r->pass_set;
 	res->proxy_ssl = r->proxy_ssl;

@@ -52,10 +52,12 @@ int	authhttp_escape(char *, size_t, const char *, size_t);
 struct authhttp_reply {
 	char		 status[512];	/* Auth-Status value */
 	int		 status_set;
-	char		 server[NAME_MAX_LEN];
-	int		 server_set;
-	char		 port[16];
-	int		 port_set;
+	/* Auth-Server and Auth-Port, each may be repeated: backends in order */
+	char		 server[HOST_ADDRS_MAX][NAME_MAX_LEN];
+	int		 nservers;
+	char		 port[HOST_ADDRS_MAX][16];
+	int		 nports;
+	struct host_addrs backends;	/* OK: the addresses, parsed */
 	char		 user[1024];
 	int		 user_set;
 	char		 pass[1024];
@@ -81,8 +83,9 @@ int	authhttp_parse_header(struct authhttp_reply *, const char *, size_t);
  * and returns AUTH_STATUS_*, or -2 for Auth-Status: WAIT.
  * needpass: the method gave no cleartext (CRAM-MD5, EXTERNAL).
  * AUTH_STATUS_UNAVAILABLE: the reason is in reply->error; FAIL: the
- * text is reply->status; OK: res->server/server_len, user_set, pass_set
- * (the values in reply->user, reply->pass).
+ * text is reply->status; OK: reply->backends (res->server/server_len
+ * is the first of them), user_set, pass_set (the values in
+ * reply->user, reply->pass).
  */
 int	authhttp_finish(struct authhttp_reply *, int, struct auth_result *);
 

@@ -292,6 +292,7 @@ unsigned int	 login_timer(struct session *, unsigned int);
 int		 login_expired(struct session *);
 int		 auth_send(struct session *);
 void		 auth_cancel(struct session *);
+int		 auth_next(struct session *);
 void		 auth_release(struct session *);
 void		 auth_result(struct imsg *);
 int		 auth_delay_done(struct session *);

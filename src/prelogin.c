@@ -844,6 +844,32 @@ auth_cancel(struct session *s)
 	auth_release(s);
 }
 
+/*
+ * The backend handed greeted with BYE: the auth process connects to
+ * the next of the login's list and answers as for the first, with
+ * the socket alone (auth_ok).
+ */
+int
+auth_next(struct session *s)
+{
+	struct auth_next	 n;
+
+	if (s->backend_id == 0 || iev_auth == NULL)
+		return (session_unavailable(s, "backend unavailable",
+		    "auth process gone before the next backend",
+		    "backend unavailable"));
+	memset(&n, 0, sizeof(n));
+	n.id = s->backend_id;
+	n.backend = s->bindex + 1;
+	imsgev_compose(iev_auth, IMSG_AUTH_NEXT, 0, -1, &n, sizeof(n));
+	s->auth_id = s->backend_id;
+	s->bnext = 1;
+	s->state = S_AUTH_WAIT;
+	session_timer(s, auth_wait_ms(s));
+	session_update(s);
+	return (0);
+}
+
 /* the backend greeted: auth may forget the list of this login */
 void
 auth_release(struct session *s)

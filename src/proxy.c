@@ -319,9 +319,33 @@ greeting_bye(struct session *s, const char *line, size_t len)
 	return (session_bye(s, text, "backend unavailable"));
 }
 
+/*
+ * A backend that greets with BYE while the login's list (the Auth-Server
+ * answers, the addresses of proxy_pass) has more: it is dropped, and
+ * the auth process connects to the next one, within the same login.
+ */
+static int
+backend_next(struct session *s, const char *line, size_t len)
+{
+	char	 text[256];
+	int	 i;
+
+	snprintf(text, sizeof(text), "%.*s", linelen(line, len), line);
+	for (i = 0; text[i] != '\0'; i++)
+		if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+			text[i] = '?';
+	log_warning("backend %s greeted \"%s\", trying backend %u of %u",
+	    s->backend, text, s->bindex + 2, s->bcount);
+	proxy_close_backend(s);
+	return (auth_next(s));
+}
+
 static int
 backend_greeting(struct session *s, const char *line, size_t len)
 {
+	if (len >= 5 && strncasecmp(line, "* BYE", 5) == 0 &&
+	    s->bindex + 1 < s->bcount)
+		return (backend_next(s, line, len));
 	if (s->conf->proxy_pass_error_message && len > 6 &&
 	    strncasecmp(line, "* BYE ", 6) == 0)
 		return (greeting_bye(s, line, len));

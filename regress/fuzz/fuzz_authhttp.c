@@ -42,8 +42,13 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 static void
 check_reply(const struct authhttp_reply *r)
 {
-	REQUIRE(TERMINATED(r->status) && TERMINATED(r->server) &&
-	    TERMINATED(r->port) && TERMINATED(r->user) &&
+	int	 i;
+
+	REQUIRE(r->nservers >= 0 && r->nservers <= HOST_ADDRS_MAX &&
+	    r->nports >= 0 && r->nports <= HOST_ADDRS_MAX);
+	for (i = 0; i < HOST_ADDRS_MAX; i++)
+		REQUIRE(TERMINATED(r->server[i]) && TERMINATED(r->port[i]));
+	REQUIRE(TERMINATED(r->status) && TERMINATED(r->user) &&
 	    TERMINATED(r->pass) && TERMINATED(r->error));
 	REQUIRE(r->wait <= 86400 && (r->wait_set || r->wait == 0));
 }
@@ -82,7 +87,8 @@ fuzz_response(const uint8_t *data, size_t size, int needpass)
 	switch (rv) {
 	case AUTH_STATUS_OK:
 		REQUIRE(!failed && res.status == AUTH_STATUS_OK);
-		REQUIRE(r.server_set && r.port_set &&
+		REQUIRE(r.nservers > 0 && r.backends.n == r.nservers &&
+		    (r.nports == 1 || r.nports == r.nservers) &&
 		    (!needpass || r.pass_set));
 		REQUIRE(res.user_set == (uint32_t)r.user_set &&
 		    res.pass_set == (uint32_t)r.pass_set);

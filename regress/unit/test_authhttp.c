@@ -231,6 +231,71 @@ test_reply_ok(void)
 	    AUTH_STATUS_OK);
 }
 
+/* the port of backend i of the answer */
+static int
+backend_port(int i)
+{
+	const struct sockaddr_storage	*ss = &r.backends.ss[i];
+
+	if (ss->ss_family == AF_INET)
+		return (ntohs(((const struct sockaddr_in *)ss)->sin_port));
+	if (ss->ss_family == AF_INET6)
+		return (ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+	return (-1);
+}
+
+/* repeated Auth-Server/Auth-Port: the backends to try, in order */
+static void
+test_reply_backends(void)
+{
+	CHECK("reply one backend", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 127.0.0.1\r\n", "Auth-Port: 143\r\n", NULL) ==
+	    AUTH_STATUS_OK && r.backends.n == 1 && backend_port(0) == 143);
+	CHECK("reply two backends in order", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 127.0.0.2\r\n", "Auth-Port: 1143\r\n",
+	    "Auth-Server: ::1\r\n", "Auth-Port: 2143\r\n", NULL) ==
+	    AUTH_STATUS_OK && r.backends.n == 2 &&
+	    server_is("127.0.0.2", 1143) && backend_port(0) == 1143 &&
+	    r.backends.ss[1].ss_family == AF_INET6 &&
+	    backend_port(1) == 2143);
+	CHECK("reply servers first then ports", reply(0,
+	    "Auth-Status: OK\r\n", "Auth-Server: 10.0.0.1\r\n",
+	    "Auth-Server: 10.0.0.2\r\n", "Auth-Server: 10.0.0.3\r\n",
+	    "Auth-Port: 1\r\n", "Auth-Port: 2\r\n", "Auth-Port: 3\r\n",
+	    NULL) == AUTH_STATUS_OK && r.backends.n == 3 &&
+	    backend_port(0) == 1 && backend_port(1) == 2 &&
+	    backend_port(2) == 3);
+	CHECK("reply one port for every server", reply(0,
+	    "Auth-Status: OK\r\n", "Auth-Server: 10.0.0.1\r\n",
+	    "Auth-Server: 10.0.0.2\r\n", "Auth-Port: 993\r\n", NULL) ==
+	    AUTH_STATUS_OK && r.backends.n == 2 && backend_port(0) == 993 &&
+	    backend_port(1) == 993);
+	CHECK("reply port count differs", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 10.0.0.1\r\n", "Auth-Server: 10.0.0.2\r\n",
+	    "Auth-Server: 10.0.0.3\r\n", "Auth-Port: 1\r\n",
+	    "Auth-Port: 2\r\n", NULL) == AUTH_STATUS_UNAVAILABLE &&
+	    strcmp(r.error, "Auth-Port count differs from Auth-Server's") ==
+	    0 && r.backends.n == 0);
+	CHECK("reply a bad second backend", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 10.0.0.1\r\n", "Auth-Server: mail.example\r\n",
+	    "Auth-Port: 143\r\n", NULL) == AUTH_STATUS_UNAVAILABLE &&
+	    r.backends.n == 0);
+	CHECK("reply eight backends", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 10.0.0.1\r\n", "Auth-Server: 10.0.0.2\r\n",
+	    "Auth-Server: 10.0.0.3\r\n", "Auth-Server: 10.0.0.4\r\n",
+	    "Auth-Server: 10.0.0.5\r\n", "Auth-Server: 10.0.0.6\r\n",
+	    "Auth-Server: 10.0.0.7\r\n", "Auth-Server: 10.0.0.8\r\n",
+	    "Auth-Port: 143\r\n", NULL) == AUTH_STATUS_OK &&
+	    r.backends.n == 8);
+	CHECK("reply nine backends", reply(0, "Auth-Status: OK\r\n",
+	    "Auth-Server: 10.0.0.1\r\n", "Auth-Server: 10.0.0.2\r\n",
+	    "Auth-Server: 10.0.0.3\r\n", "Auth-Server: 10.0.0.4\r\n",
+	    "Auth-Server: 10.0.0.5\r\n", "Auth-Server: 10.0.0.6\r\n",
+	    "Auth-Server: 10.0.0.7\r\n", "Auth-Server: 10.0.0.8\r\n",
+	    "Auth-Server: 10.0.0.9\r\n", "Auth-Port: 143\r\n", NULL) ==
+	    -100 && strcmp(r.error, "too many backends in response") == 0);
+}
+
 static void
 test_reply_other(void)
 {
@@ -337,6 +402,7 @@ main(void)
 	test_url();
 	test_escape();
 	test_reply_ok();
+	test_reply_backends();
 	test_reply_other();
 	test_proxy_ssl();
 	UNIT_EXIT();
