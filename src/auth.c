@@ -539,6 +539,9 @@ auth_request_recv(struct auth_chan *ch, struct imsg *imsg)
 	    memchr(r->hdr.client_ip, '\0', sizeof(r->hdr.client_ip)) == NULL ||
 	    !hdr_value_ok(r->hdr.ssl_protocol, sizeof(r->hdr.ssl_protocol)) ||
 	    !hdr_value_ok(r->hdr.ssl_cipher, sizeof(r->hdr.ssl_cipher)) ||
+	    !hdr_value_ok(r->hdr.pp_addr, sizeof(r->hdr.pp_addr)) ||
+	    !hdr_value_ok(r->hdr.pp_server_addr,
+	    sizeof(r->hdr.pp_server_addr)) ||
 	    !ccert_request_ok(&r->hdr, p + r->hdr.user_len + r->hdr.pass_len +
 	    r->hdr.salt_len)) {
 		log_warnx("%s: worker %u: invalid request", __func__,
@@ -1196,6 +1199,16 @@ auth_req_headers(struct auth_req *r, struct server_conf *srv)
 	rv |= hdr_add(&l, "Auth-Protocol", "imap");
 	rv |= hdr_add(&l, "Auth-Login-Attempt", num);
 	rv |= hdr_add(&l, "Client-IP", r->hdr.client_ip);
+	/* as nginx: what the load balancer's PROXY header said */
+	if (r->hdr.flags & AUTH_REQ_PP) {
+		rv |= hdr_add(&l, "Proxy-Protocol-Addr", r->hdr.pp_addr);
+		snprintf(num, sizeof(num), "%u", r->hdr.pp_port);
+		rv |= hdr_add(&l, "Proxy-Protocol-Port", num);
+		rv |= hdr_add(&l, "Proxy-Protocol-Server-Addr",
+		    r->hdr.pp_server_addr);
+		snprintf(num, sizeof(num), "%u", r->hdr.pp_server_port);
+		rv |= hdr_add(&l, "Proxy-Protocol-Server-Port", num);
+	}
 	/* as nginx 1.21.2+: whether, and how, the client speaks TLS */
 	if (r->hdr.flags & AUTH_REQ_SSL) {
 		rv |= hdr_add(&l, "Auth-SSL", "on");

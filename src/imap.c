@@ -599,7 +599,8 @@ imap_accept(int fd, short event, void *arg)
 		listeners_hold(1);
 	else
 		imsgev_compose(&iev_parent, IMSG_CTL_ACCEPTED, 0, -1, NULL, 0);
-	if (session_new(l->srv, cfd, &ss, len, l->lc->ssl) == -1) {
+	if (session_new(l->srv, cfd, &ss, len, l->lc->ssl,
+	    l->lc->proxy_protocol) == -1) {
 		close(cfd);
 		if (imap_conf->isolation == ISOLATION_CONNECTION)
 			conn_unspent();
@@ -663,6 +664,21 @@ conn_admit_ask(struct session *s)
 	session_timer(s, s->conf->timeout_ms);
 	conn_send(s, 0);
 	session_update(s);
+}
+
+/*
+ * listen ... proxy_protocol: the header comes before the admission
+ * (the limits count the address it gives), and may take the server's
+ * timeout; a worker of connection mode does not keep the others from
+ * accepting that long: it is the client's from now on.
+ */
+void
+conn_take(struct session *s)
+{
+	if (imap_conf->isolation == ISOLATION_SHARED)
+		s->spent = 1;
+	else
+		conn_spend(s);
 }
 
 static void

@@ -62,6 +62,7 @@ enum session_state {
 	S_RELAY,		/* logged in: bytes both ways */
 	S_CLOSING,		/* flushing the last replies, then close */
 	S_ADMIT,		/* limit_*: auth counts, we wait */
+	S_PROXY_HEADER,		/* listen ... proxy_protocol: its header */
 };
 
 /* where an AUTHENTICATE exchange stands */
@@ -158,6 +159,15 @@ struct session {
 	struct ctls_hello	*tls_hello;	/* ClientHello read before libtls */
 	int			 sni_greet;	/* greet once TLS is up (SNI) */
 	struct ccert		*ccert;		/* client certificate, or NULL */
+	/* the PROXY protocol (realip.c) */
+	struct sockaddr_storage	 client_ss;	/* the client, after realip */
+	unsigned char		*pp_buf;	/* the header so far, or NULL */
+	size_t			 pp_len;
+	int			 pp_set;	/* a header named addresses */
+	char			 pp_addr[INET6_ADDRSTRLEN];
+	uint16_t		 pp_port;
+	char			 pp_server_addr[INET6_ADDRSTRLEN];
+	uint16_t		 pp_server_port;
 
 	/* pre-login */
 	struct iobuf		 in;	/* imap_client_buffer bytes */
@@ -246,6 +256,7 @@ extern int			 imap_draining;
 void		 imap_setup(void);
 __attribute__((noreturn)) void imap_forked(int, int);
 void		 conn_admit_ask(struct session *);
+void		 conn_take(struct session *);
 void		 conn_logged_in(struct session *);
 void		 conn_release(struct session *);
 void		 conn_unspent(void);
@@ -255,7 +266,7 @@ int		 imap_regress_try(const char *, char *, size_t);
 
 /* session.c */
 int		 session_new(struct imap_server *, int,
-		    struct sockaddr_storage *, socklen_t, int);
+		    struct sockaddr_storage *, socklen_t, int, int);
 void		 session_begin(struct session *);
 void		 session_gone(void);
 const char	*session_caps(struct session *);
@@ -352,6 +363,12 @@ void		 proxy_timeout(struct session *);
 void		 proxy_close_backend(struct session *);
 void		 proxy_events(struct session *, int *, int *);
 int		 proxy_logged_out(struct session *);
+
+/* realip.c: the PROXY protocol, from a load balancer and to the backend */
+void		 realip_start(struct session *);
+void		 realip_read(struct session *);
+void		 realip_request(struct session *, struct auth_request *);
+int		 realip_backend(struct session *, const char **);
 
 /* splice.c */
 int		 spipe_supported(void);

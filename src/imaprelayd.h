@@ -77,6 +77,19 @@
 #define TICKET_PEM		0x300
 #define CCERT_FIELD_MAX		4096	/* subject or issuer, as text */
 
+/* proxy_protocol towards the backend */
+#define PROXY_PROTOCOL_OFF	0
+#define PROXY_PROTOCOL_V1	1	/* "on", as nginx */
+#define PROXY_PROTOCOL_V2	2	/* with TLVs: TLS version, cipher, SNI */
+#define REALIP_MAX		64	/* set_real_ip_from entries per level */
+
+/* set_real_ip_from: a network whose PROXY headers are believed */
+struct realip_net {
+	int		 family;	/* AF_INET, AF_INET6; AF_UNIX: "unix:" */
+	unsigned int	 prefix;	/* bits */
+	uint8_t		 addr[16];
+};
+
 enum starttls_mode {
 	STARTTLS_OFF = 0,
 	STARTTLS_ON,		/* offered */
@@ -142,6 +155,7 @@ struct listen_conf {
 	int				 bind;
 	int				 ipv6only;	/* -1 unset */
 	int				 ssl;		/* reserved for tls.c */
+	int				 proxy_protocol; /* a PROXY header first */
 	int				 fd;		/* parent: bound socket */
 	const char			*file;		/* parent: for errors */
 	int				 line;
@@ -253,6 +267,11 @@ struct server_conf {
 	unsigned int			 login_max_commands;	/* 20 */
 	/* x-originating-ip and friends in the backend's ID (proxy.c) */
 	int				 proxy_forward_client_ip;	/* on */
+	/* the PROXY protocol (realip.c): to the backend, and whom to
+	   believe on a "listen ... proxy_protocol" */
+	int				 proxy_protocol;	/* PROXY_PROTOCOL_* */
+	unsigned int			 nrealip;
+	struct realip_net		 realip[REALIP_MAX];
 };
 TAILQ_HEAD(server_list, server_conf);
 
@@ -432,9 +451,16 @@ struct auth_request {
 	uint32_t	 subject_len;
 	uint32_t	 issuer_len;
 	uint32_t	 cert_len;
+	/* listen ... proxy_protocol: what the header said (Proxy-Protocol-*) */
+	char		 pp_addr[INET6_ADDRSTRLEN];
+	uint16_t	 pp_port;
+	char		 pp_server_addr[INET6_ADDRSTRLEN];
+	uint16_t	 pp_server_port;
 };
 
 #define AUTH_REQ_SSL	0x01	/* the client connection is TLS */
+#define AUTH_REQ_PP	0x02	/* pp_* are set: the client came with a
+				   PROXY header that named addresses */
 
 enum auth_status {
 	AUTH_STATUS_OK = 0,		/* logged in: here is the backend */

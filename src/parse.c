@@ -43,6 +43,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -189,6 +190,8 @@ static int	set_limit_auth_fail(struct parser *, const struct directive *,
 		    void *, int, char **);
 static int	set_limit_conn_rate(struct parser *, const struct directive *,
 		    void *, int, char **);
+static int	set_realip(struct parser *, const struct directive *, void *,
+		    int, char **);
 static int	set_listen(struct parser *, const struct directive *, void *,
 		    int, char **);
 static int	set_protocol(struct parser *, const struct directive *, void *,
@@ -212,8 +215,6 @@ static int	set_session_timeout(struct parser *, const struct directive *,
 static int	set_host_name(struct parser *, const struct directive *,
 		    void *, int, char **);
 static int	deny_tls(struct parser *, const struct directive *, void *,
-		    int, char **);
-static int	deny_later(struct parser *, const struct directive *, void *,
 		    int, char **);
 static void	merge_headers(const struct directive *, struct psrv *,
 		    struct psrv *);
@@ -259,6 +260,10 @@ static const struct keyword verify_modes[] = {
 	{ "on", CCERT_VERIFY_ON }, { "off", CCERT_VERIFY_OFF },
 	{ "optional", CCERT_VERIFY_OPTIONAL },
 	{ "optional_no_ca", CCERT_VERIFY_NO_CA }, { NULL, 0 }
+};
+static const struct keyword pp_modes[] = {
+	{ "on", PROXY_PROTOCOL_V1 }, { "v2", PROXY_PROTOCOL_V2 },
+	{ "off", PROXY_PROTOCOL_OFF }, { NULL, 0 }
 };
 static const struct keyword ptls_modes[] = {
 	{ "on", PTLS_ON }, { "starttls", PTLS_STARTTLS }, { "off", PTLS_OFF },
@@ -440,9 +445,11 @@ static const struct directive directives[] = {
 	/* server only */
 	{ "listen",		C_SERVER, 1, -1, D_MULTI, SPECIAL(set_listen) },
 	{ "protocol",		C_SERVER, 1, 1,	0, SPECIAL(set_protocol) },
-	/* not (yet) for imaprelayd: refused with a reason */
-	{ "proxy_protocol",	C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_later) },
-	{ "set_real_ip_from",	C_ANY,	0, -1,	D_REFUSE, SPECIAL(deny_later) },
+	/* the PROXY protocol: to the backend, and whom to believe */
+	{ "proxy_protocol",	C_MS,	1, 1,	0,
+	    SRV(S_ENUM, proxy_protocol), .vals = pp_modes },
+	{ "set_real_ip_from",	C_MS,	1, 1,	D_MULTI,
+	    SPAN(S_SPECIAL, nrealip, realip), .set = set_realip },
 
 	/* nginx serves these from the same file: accepted, no effect */
 	{ "http",		C_MAIN,	0, 0,	D_GLOBAL | D_BLOCK,
@@ -1719,6 +1726,63 @@ set_limit_conn_rate(struct parser *p, const struct directive *d,
 	return (0);
 }
 
+/*
+ * set_real_ip_from address | CIDR | unix: -- one more network whose
+ * PROXY headers are believed.  As nginx, host bits set in a CIDR are
+ * ignored with a warning.
+ */
+static int
+set_realip(struct parser *p, const struct directive *d, void *base,
+    int argc, char **argv)
+{
+	struct server_conf	*srv = base;
+	struct realip_net	 net;
+	char			 addr[INET6_ADDRSTRLEN], *slash;
+	const char		*errstr;
+	unsigned int		 i, bits;
+
+	memset(&net, 0, sizeof(net));
+	if (strcmp(argv[1], "unix:") == 0)
+		net.family = AF_UNIX;
+	else {
+		if (strlcpy(addr, argv[1], sizeof(addr)) >= sizeof(addr))
+			return (badvalue(p, argv, argv[1]));
+		if ((slash = strchr(addr, '/')) != NULL)
+			*slash++ = '\0';
+		if (inet_pton(AF_INET, addr, net.addr) == 1)
+			net.family = AF_INET;
+		else if (inet_pton(AF_INET6, addr, net.addr) == 1)
+			net.family = AF_INET6;
+		else {
+			perr(p, "invalid value \"%s\" in \"%s\": an address "
+			    "or CIDR is expected", argv[1], argv[0]);
+			return (-1);
+		}
+		bits = net.family == AF_INET ? 32 : 128;
+		net.prefix = bits;
+		if (slash != NULL) {
+			net.prefix = strtonum(slash, 0, bits, &errstr);
+			if (errstr != NULL)
+				return (badvalue(p, argv, argv[1]));
+		}
+		for (i = net.prefix; i < bits; i++)
+			if (net.addr[i / 8] & (0x80 >> (i % 8))) {
+				pnotice(p, "low address bits of \"%s\" are "
+				    "meaningless", argv[1]);
+				break;
+			}
+		for (i = net.prefix; i < bits; i++)
+			net.addr[i / 8] &= ~(0x80 >> (i % 8));
+	}
+	if (srv->nrealip >= REALIP_MAX) {
+		perr(p, "too many \"%s\" (at most %d at one level)", argv[0],
+		    REALIP_MAX);
+		return (-1);
+	}
+	srv->realip[srv->nrealip++] = net;
+	return (0);
+}
+
 /* "host:port" or "[v6]:port"; NULL or the reason it is not */
 static const char *
 split_hostport(const char *s, char *host, size_t hsize, char *port,
@@ -2173,11 +2237,9 @@ listen_params(struct parser *p, int argc, char **argv,
 	for (i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "ssl") == 0)
 			lc->ssl = 1;
-		else if (strcmp(argv[i], "proxy_protocol") == 0) {
-			perr(p, "\"listen ... proxy_protocol\" is not "
-			    "supported yet");
-			return (-1);
-		} else if (strcmp(argv[i], "bind") == 0)
+		else if (strcmp(argv[i], "proxy_protocol") == 0)
+			lc->proxy_protocol = 1;
+		else if (strcmp(argv[i], "bind") == 0)
 			lc->bind = 1;
 		else if (strncmp(argv[i], "backlog=", 8) == 0) {
 			lc->backlog = strtonum(argv[i] + 8, 1, 65535, &errstr);
@@ -2306,14 +2368,6 @@ deny_tls(struct parser *p, const struct directive *d, void *base,
     int argc, char **argv)
 {
 	perr(p, "TLS \"%s\" is not supported yet", argv[0]);
-	return (-1);
-}
-
-static int
-deny_later(struct parser *p, const struct directive *d, void *base,
-    int argc, char **argv)
-{
-	perr(p, "\"%s\" is not supported yet", argv[0]);
 	return (-1);
 }
 
@@ -2884,7 +2938,8 @@ sni_shared(struct config *conf, struct listen_conf *first,
 		    !a->server_name_set || !b->server_name_set ||
 		    strcasecmp(a->server_name, b->server_name) == 0 ||
 		    a->tls_npairs == 0 || b->tls_npairs == 0 ||
-		    l->ssl != lc->ssl || (!lc->ssl &&
+		    l->ssl != lc->ssl ||
+		    l->proxy_protocol != lc->proxy_protocol || (!lc->ssl &&
 		    (a->starttls == STARTTLS_OFF ||
 		    b->starttls == STARTTLS_OFF)))
 			return (-1);

@@ -772,6 +772,7 @@ auth_send(struct session *s)
 	req.attempt = s->attempt;
 	strlcpy(req.client_ip, s->client_ip, sizeof(req.client_ip));
 	req.client_port = s->client_port;
+	realip_request(s, &req);
 	if (s->tls_state == TLSS_ON) {
 		req.flags |= AUTH_REQ_SSL;
 		ctls_info(s, req.ssl_protocol, sizeof(req.ssl_protocol),

@@ -94,6 +94,8 @@ int
 proxy_backend(struct session *s, int fd, const struct sockaddr *sa,
     socklen_t salen)
 {
+	const char	*why;
+
 	s->bcaps = 0;
 	sockaddr_str(sa, s->backend, sizeof(s->backend));
 	backend_tls_name(s, sa, salen);
@@ -110,6 +112,9 @@ proxy_backend(struct session *s, int fd, const struct sockaddr *sa,
 	    proxy_backend_write, s);
 	s->state = S_BACKEND_GREETING;
 	session_timer(s, s->conf->timeout_ms);
+	/* proxy_protocol: our PROXY header goes first, TLS or not */
+	if (realip_backend(s, &why) == -1)
+		return (backend_fail(s, "backend %s: %s", s->backend, why));
 	/* proxy_ssl on: the greeting comes over TLS */
 	if (s->bssl == PTLS_ON)
 		return (backend_tls_start(s));

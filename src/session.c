@@ -37,6 +37,7 @@
 
 #include "imaprelayd.h"
 #include "imap.h"
+#include "proxyproto.h"
 
 static void	session_id(char *);
 static void	session_greet(struct session *);
@@ -62,7 +63,7 @@ session_caps(struct session *s)
 
 int
 session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
-    socklen_t len, int ssl)
+    socklen_t len, int ssl, int proxy_protocol)
 {
 	struct session	*s;
 	size_t		 bufsz = srv->conf->imap_client_buffer;
@@ -89,6 +90,7 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 	spipe_init(&s->c2bp);
 	spipe_init(&s->b2cp);
 	s->start_ms = now_ms();
+	memcpy(&s->client_ss, ss, sizeof(s->client_ss));
 	sockaddr_str((struct sockaddr *)ss, s->client, sizeof(s->client));
 	if (getnameinfo((struct sockaddr *)ss, len, s->client_ip,
 	    sizeof(s->client_ip), NULL, 0, NI_NUMERICHOST) != 0)
@@ -107,7 +109,10 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 	log_debug("session start client=%s session=%s", s->client, s->id);
 
 	s->implicit_tls = ssl;
-	conn_admit_ask(s);
+	if (proxy_protocol)
+		realip_start(s);
+	else
+		conn_admit_ask(s);
 	return (0);
 }
 
@@ -291,6 +296,8 @@ session_close(struct session *s, const char *reason)
 	free(s->failtext);
 	free(s->salt);
 	free(s->bssl_auth_name);
+	if (s->pp_buf != NULL)
+		freezero(s->pp_buf, PP_HDR_MAX);
 	TAILQ_REMOVE(&imap_sessions, s, entry);
 	imap_nsessions--;
 	freezero(s, sizeof(*s));
@@ -313,6 +320,11 @@ session_shutdown(struct session *s)
 
 	if (s->state == S_CLOSING)
 		return;
+	/* nothing may reach a client before its load balancer's header */
+	if (s->state == S_PROXY_HEADER) {
+		session_close(s, "shutdown");
+		return;
+	}
 	if (s->tls_state == TLSS_HANDSHAKE || s->tls_state == TLSS_PENDING ||
 	    (s->implicit_tls && s->tls_state != TLSS_ON)) {
 		session_close(s, "shutdown");
@@ -499,6 +511,10 @@ session_timeout(int fd, short event, void *arg)
 	case S_CLOSING:
 		session_close(s, s->reason);
 		break;
+	case S_PROXY_HEADER:
+		/* as nginx: no IMAP was spoken, nothing is said */
+		session_close(s, "proxy protocol: no header within timeout");
+		break;
 	case S_ADMIT:
 		/* no greeting yet: a BYE may take its place */
 		session_bye(s, "[UNAVAILABLE] server busy, try again later",
@@ -551,6 +567,9 @@ session_update(struct session *s)
 		break;
 	case S_RELAY:
 		proxy_relay_events(s, &cr, &cw, &br, &bw);
+		break;
+	case S_PROXY_HEADER:
+		cr = 1;
 		break;
 	case S_CLOSING:
 	case S_ADMIT:
@@ -792,6 +811,10 @@ client_read_cb(int fd, short event, void *arg)
 	ssize_t		 n;
 
 	log_select(s->conf->id);
+	if (s->state == S_PROXY_HEADER) {
+		realip_read(s);
+		return;
+	}
 	if (s->tls_state == TLSS_HANDSHAKE) {
 		session_tls_step(s);
 		return;

@@ -94,7 +94,7 @@ def _with_defaults(directives, defaults):
 
 def make_config(port, auth_url=None, isolation="connection",
                 worker_processes=1, worker_connections=512, top=None,
-                mail=None, server=None, servers=None):
+                mail=None, server=None, servers=None, listen_params=""):
     """An imaprelayd.conf listening on 127.0.0.1:port.  top, mail and
     server add or override directives of the main context, the mail
     block and the (first) server block; servers adds further server
@@ -109,7 +109,8 @@ def make_config(port, auth_url=None, isolation="connection",
     lines.append("}")
     lines.append("mail {")
     _block(lines, 1, _with_defaults(mail, HARNESS_MAIL))
-    s = {"listen": "127.0.0.1:%d" % port, "protocol": "imap"}
+    s = {"listen": ("127.0.0.1:%d %s" % (port, listen_params)).strip(),
+         "protocol": "imap"}
     if auth_url:
         s["auth_http"] = auth_url
     s.update(server or {})
