@@ -149,6 +149,11 @@ class ProxyProtocolListen(DaemonTestCase):
         other.expect_prefix("* OK ")
 
 
+class ProxyProtocolListenShared(ProxyProtocolListen):
+    """The same with isolation shared: many clients per worker."""
+    ISOLATION = "shared"
+
+
 class ProxyProtocolDovecot(DaemonTestCase):
     """proxy_protocol on: a Dovecot with haproxy_trusted_networks logs
     the client's real address."""
