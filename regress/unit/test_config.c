@@ -745,10 +745,6 @@ test_refused(void)
 	refused("ssl_ciphers garbage",
 	    "mail {\n  ssl_ciphers NOSUCHCIPHER;\n}\n",
 	    2, "invalid value \"NOSUCHCIPHER\" in \"ssl_ciphers\" directive");
-	refused("listen proxy_protocol",
-	    "mail {\n" AUTH "  server {\n    listen 143 proxy_protocol;\n"
-	    "  }\n}\n",
-	    4, "\"listen ... proxy_protocol\" is not supported yet");
 	refused("listen bad parameter",
 	    "mail {\n" AUTH "  server {\n    listen 143 fast;\n  }\n}\n",
 	    4, "invalid parameter \"fast\" in \"listen\"");
@@ -769,8 +765,55 @@ test_refused(void)
 	    "no port");
 	refused("include of a missing file", "include nothere.conf;\n",
 	    1, "cannot open \"");
-	refused("proxy_protocol directive", "mail {\n  proxy_protocol on;\n}\n",
-	    2, "\"proxy_protocol\" is not supported yet");
+	refused("proxy_protocol v3", "mail {\n  proxy_protocol v3;\n}\n",
+	    2, "invalid value \"v3\" in \"proxy_protocol\"");
+	refused("set_real_ip_from a name",
+	    "mail {\n  set_real_ip_from lb.example;\n}\n",
+	    2, "invalid value \"lb.example\" in \"set_real_ip_from\": an "
+	    "address or CIDR is expected");
+	refused("set_real_ip_from prefix too long",
+	    "mail {\n  set_real_ip_from 10.0.0.0/33;\n}\n",
+	    2, "invalid value \"10.0.0.0/33\" in \"set_real_ip_from\"");
+}
+
+/* the PROXY protocol: listen ... proxy_protocol, set_real_ip_from */
+static void
+test_proxy_protocol(void)
+{
+	struct config		*conf;
+	struct server_conf	*s;
+	struct listen_conf	*lc;
+
+	conf = parse("proxy protocol",
+	    "mail {\n" AUTH
+	    "  proxy_protocol v2;\n"
+	    "  set_real_ip_from 10.1.2.3/8;\n"
+	    "  set_real_ip_from 2001:db8::/32;\n"
+	    "  set_real_ip_from unix:;\n"
+	    "  server { listen 127.0.0.1:10143 proxy_protocol; }\n"
+	    "  server { listen 127.0.0.1:10144;\n"
+	    "    proxy_protocol on; set_real_ip_from 192.0.2.1; }\n"
+	    "}\n");
+	CHECK("proxy_protocol, set_real_ip_from accepted", conf != NULL);
+	if (conf == NULL) {
+		fprintf(stderr, "# %s", logbuf);
+		return;
+	}
+	s = TAILQ_FIRST(&conf->servers);
+	lc = TAILQ_FIRST(&conf->listens);
+	CHECK("listen ... proxy_protocol", lc->proxy_protocol == 1 &&
+	    TAILQ_NEXT(lc, entry)->proxy_protocol == 0);
+	CHECK("set_real_ip_from inherited, host bits cleared",
+	    s->proxy_protocol == PROXY_PROTOCOL_V2 && s->nrealip == 3 &&
+	    s->realip[0].family == AF_INET && s->realip[0].prefix == 8 &&
+	    s->realip[0].addr[0] == 10 && s->realip[0].addr[1] == 0 &&
+	    s->realip[1].family == AF_INET6 && s->realip[1].prefix == 32 &&
+	    s->realip[2].family == AF_UNIX);
+	s = TAILQ_NEXT(s, entry);
+	CHECK("a server's set_real_ip_from replaces mail's",
+	    s->proxy_protocol == PROXY_PROTOCOL_V1 && s->nrealip == 1 &&
+	    s->realip[0].prefix == 32);
+	config_free(conf);
 }
 
 /* count of needle in haystack */
@@ -1013,6 +1056,7 @@ main(void)
 	test_inherit();
 	test_units();
 	test_listen();
+	test_proxy_protocol();
 	test_ccert();
 	test_accepted();
 	test_refused();
