@@ -138,6 +138,7 @@ struct session {
 	/* the client */
 	int			 cfd;
 	char			 client[ADDR_STR_LEN];	/* addr:port */
+	char			 listener[ADDR_STR_LEN];	/* ours: addr:port */
 	char			 client_ip[INET6_ADDRSTRLEN];
 	uint16_t		 client_port;
 	int			 implicit_tls;	/* came on a "listen ... ssl" */
@@ -188,6 +189,7 @@ struct session {
 	char			*pass;		/* client's password: wiped */
 	size_t			 pass_len;
 	uint32_t		 method;	/* enum auth_method */
+	const char		*mech;		/* how it logged in, for the log */
 	uint32_t		 attempt;
 	uint32_t		 auth_id;	/* pending request, 0: none */
 	uint64_t		 auth_start_ms;
@@ -294,6 +296,7 @@ int		 session_unavailable(struct session *, const char *,
 		    const char *, const char *);
 void		 session_parser_free(struct session *);
 void		 session_wipe_creds(struct session *);
+void		 session_log_login(struct session *);
 const char	*log_safe(char *, size_t, const char *, size_t);
 const char	*log_quoted(char *, size_t, const char *);
 

@@ -677,6 +677,26 @@ sasl_step(struct session *s, const unsigned char *line, size_t len)
 	return (r == -1 ? -1 : 0);
 }
 
+/* the LOGIN command, or the SASL mechanism whose last step this is */
+static const char *
+login_mech(enum sasl_step step)
+{
+	switch (step) {
+	case SASL_NONE:
+		return ("login");
+	case SASL_PLAIN:
+		return ("plain");
+	case SASL_LOGIN_USER:
+	case SASL_LOGIN_PASS:
+		return ("sasl-login");
+	case SASL_CRAM_MD5:
+		return ("cram-md5");
+	case SASL_EXTERNAL:
+		return ("external");
+	}
+	return ("-");
+}
+
 /*
  * Login: keep the credentials, then ask auth, which asks the auth
  * service and connects to the backend it names; with a static
@@ -704,6 +724,7 @@ login_start(struct session *s, const char *user, size_t ulen,
 	s->pass = p;
 	s->pass_len = plen;
 	s->method = method;
+	s->mech = login_mech(s->sasl);
 	s->sasl = SASL_NONE;
 	s->attempt++;
 

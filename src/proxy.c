@@ -868,6 +868,7 @@ relay_start(struct session *s)
 		iobuf_free(&s->b2c);
 	s->state = S_RELAY;
 	session_timer(s, s->conf->proxy_timeout_ms);
+	session_log_login(s);
 	log_debug("login client=%s backend=%s relay=%s", s->client,
 	    s->backend, s->splice ? "splice" : "buffers");
 }

@@ -65,8 +65,10 @@ int
 session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
     socklen_t len, int ssl, int proxy_protocol)
 {
-	struct session	*s;
-	size_t		 bufsz = srv->conf->imap_client_buffer;
+	struct session		*s;
+	struct sockaddr_storage	 local;
+	socklen_t		 llen = sizeof(local);
+	size_t			 bufsz = srv->conf->imap_client_buffer;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    iobuf_alloc(&s->in, bufsz) == -1 ||
@@ -99,6 +101,12 @@ session_new(struct imap_server *srv, int fd, struct sockaddr_storage *ss,
 		s->client_port = ntohs(((struct sockaddr_in *)ss)->sin_port);
 	else if (ss->ss_family == AF_INET6)
 		s->client_port = ntohs(((struct sockaddr_in6 *)ss)->sin6_port);
+	/* the listener it came on, for the login line */
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+		sockaddr_str((struct sockaddr *)&local, s->listener,
+		    sizeof(s->listener));
+	else
+		strlcpy(s->listener, "-", sizeof(s->listener));
 	imap_cmd_init(s->cmd, s->scratch, bufsz);
 	event_set(&s->ev_cread, fd, EV_READ | EV_PERSIST, client_read_cb, s);
 	event_set(&s->ev_cwrite, fd, EV_WRITE | EV_PERSIST, client_write_cb,
@@ -378,6 +386,29 @@ session_finish(struct session *s, const char *reason)
 	session_timer(s, s->conf->timeout_ms);
 	session_update(s);
 	return (-1);
+}
+
+/*
+ * The login line: who, from where, through which listener to which
+ * backend, how, and over what.  Its session id is the end line's.
+ */
+void
+session_log_login(struct session *s)
+{
+	char	 user[128], server[NAME_MAX_LEN * 2], ver[32], cipher[64];
+
+	ctls_info(s, ver, sizeof(ver), cipher, sizeof(cipher));
+	log_info("session login user=%s client=%s listener=%s server=%s "
+	    "backend=%s mech=%s tls=%s cipher=%s auth_ms=%u session=%s",
+	    log_safe(user, sizeof(user), s->user,
+	    s->user ? strlen(s->user) : 0), s->client, s->listener,
+	    s->conf->server_name_set ? log_safe(server, sizeof(server),
+	    s->conf->server_name, strlen(s->conf->server_name)) : "-",
+	    s->backend[0] != '\0' ? s->backend : "-",
+	    s->mech != NULL ? s->mech : "-",
+	    s->tls == NULL ? "plain" : ver[0] != '\0' ? ver : "-",
+	    cipher[0] != '\0' ? cipher : "-",
+	    s->auth_ms, s->id);
 }
 
 static void
